@@ -1,0 +1,27 @@
+"""Session-wide set-up shared by the pytest tests and nbval's notebook runs.
+
+nbval starts its kernels before any fixture runs, so the simulated platform the notebooks talk to
+is started here, in ``pytest_sessionstart``, and exported through ``KUBECONFIG`` (kernels inherit it).
+"""
+import os
+import tempfile
+from pathlib import Path
+
+NOTEBOOK_SCENARIO = "image-pull-missing-secret"
+_server = None
+
+
+def pytest_sessionstart(session):
+    global _server
+    from nasiko_nb import sim
+
+    _server = sim.start(NOTEBOOK_SCENARIO)
+    kubeconfig = Path(tempfile.mkdtemp(prefix="nasiko-test-")) / "kubeconfig"
+    _server.write_kubeconfig(kubeconfig, context=f"sim-{NOTEBOOK_SCENARIO}")
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _server is not None:
+        _server.stop()

@@ -1,0 +1,172 @@
+"""Connect to a cluster (kubeconfig, context, in-cluster) and make raw API calls.
+
+Every failure to connect becomes a :class:`ClusterError` with one sentence a person at 3 a.m. can act
+on. Reads go through :meth:`Cluster.get_json`, which skips the client's model deserialisation (slow
+for thousands of objects) and counts the calls, so a run can prove its call count is constant.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+DEFAULT_TIMEOUT_S = 10.0
+IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+class ClusterError(Exception):
+    """A connection or API problem explained in one line (no traceback wall in notebooks)."""
+
+    def _render_traceback_(self):
+        return [f"ClusterError: {self}"]
+
+
+@dataclass
+class ApiFailure:
+    """An API error reduced to what a finding needs: status, reason and the server's message."""
+
+    status: int
+    reason: str
+    message: str
+
+    @classmethod
+    def from_exception(cls, exc: ApiException) -> "ApiFailure":
+        reason, message = exc.reason or "", ""
+        try:
+            body = json.loads(exc.body or "{}")
+            reason, message = body.get("reason", reason), body.get("message", "")
+        except (ValueError, TypeError):
+            message = str(exc.body or "")[:200]
+        return cls(status=exc.status or 0, reason=reason, message=message)
+
+
+@dataclass
+class Cluster:
+    """An authenticated API client plus the context it came from and a count of the calls made."""
+
+    api: client.ApiClient
+    context: str
+    server: str
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api)
+
+    @property
+    def batch(self) -> client.BatchV1Api:
+        return client.BatchV1Api(self.api)
+
+    def count_call(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def get_json(self, path: str, **query) -> dict:
+        """GET an API path and return the parsed JSON body; raises ApiException on HTTP errors."""
+        self.count_call()
+        params = [(k, v) for k, v in query.items() if v not in (None, "")]
+        try:
+            response = self.api.call_api(
+                path, "GET", query_params=params, header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=self.timeout_s,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterError(describe_connection_error(self.server, exc)) from None
+        return json.loads(response[0].data)
+
+    def get_text(self, path: str, **query) -> str:
+        """GET a text endpoint such as pod logs."""
+        self.count_call()
+        params = [(k, v) for k, v in query.items() if v not in (None, "")]
+        try:
+            response = self.api.call_api(
+                path, "GET", query_params=params, auth_settings=["BearerToken"],
+                _preload_content=False, _request_timeout=self.timeout_s,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterError(describe_connection_error(self.server, exc)) from None
+        return response[0].data.decode("utf-8", errors="replace")
+
+    def server_version(self) -> str:
+        return self.get_json("/version").get("gitVersion", "unknown")
+
+
+def describe_connection_error(server: str, exc: BaseException) -> str:
+    text = str(exc)
+    if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
+        return f"the API server at {server} did not answer in time (timed out)"
+    if "refused" in text.lower():
+        return f"cannot reach the API server at {server}: connection refused"
+    if "name or service not known" in text.lower() or "nodename nor servname" in text.lower():
+        return f"cannot resolve the API server's host in {server}"
+    return f"cannot reach the API server at {server}: {type(exc).__name__}"
+
+
+def connect(kubeconfig: str | os.PathLike | None = None, context: str | None = None,
+            in_cluster: bool | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, check: bool = True) -> Cluster:
+    """Build a Cluster from a kubeconfig (default $KUBECONFIG or ~/.kube/config) or in-cluster config.
+
+    ``in_cluster=None`` picks in-cluster configuration when no kubeconfig is given and the pod's
+    service-account token exists. ``check`` makes one ``/version`` call so a wrong server fails here.
+    """
+    configuration = client.Configuration()
+    if in_cluster is None:
+        in_cluster = not kubeconfig and not os.environ.get("KUBECONFIG") and IN_CLUSTER_TOKEN.exists()
+    if in_cluster:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except ConfigException as exc:
+            raise ClusterError(f"in-cluster configuration is not available: {exc}") from None
+        context_name = "in-cluster"
+    else:
+        path = _kubeconfig_path(kubeconfig)
+        try:
+            contexts, active = config.list_kube_config_contexts(config_file=str(path))
+        except ConfigException as exc:
+            raise ClusterError(f"kubeconfig {path} is not usable: {exc}") from None
+        except Exception as exc:  # YAML errors and friends: one line, not the parser's wall
+            raise ClusterError(f"kubeconfig {path} is not valid YAML/kubeconfig: {type(exc).__name__}") from None
+        names = [c["name"] for c in contexts or []]
+        if context and context not in names:
+            raise ClusterError(f"context {context!r} is not in {path}; known contexts: {', '.join(names) or 'none'}")
+        context_name = context or (active or {}).get("name", "")
+        try:
+            config.load_kube_config(config_file=str(path), context=context or None,
+                                    client_configuration=configuration, persist_config=False)
+        except (ConfigException, ValueError, KeyError, TypeError) as exc:
+            raise ClusterError(f"kubeconfig {path} is not usable: {exc}") from None
+    configuration.retries = 0
+    cluster = Cluster(api=client.ApiClient(configuration), context=context_name,
+                      server=configuration.host, timeout_s=timeout_s)
+    if check:
+        try:
+            cluster.server_version()
+        except ApiException as exc:
+            failure = ApiFailure.from_exception(exc)
+            raise ClusterError(f"the API server at {cluster.server} refused the request: "
+                               f"{failure.status} {failure.reason} {failure.message}".strip()) from None
+    return cluster
+
+
+def _kubeconfig_path(kubeconfig) -> Path:
+    if kubeconfig:
+        path = Path(kubeconfig).expanduser()
+    else:
+        env = os.environ.get("KUBECONFIG", "")
+        path = Path(env.split(os.pathsep)[0]).expanduser() if env else Path.home() / ".kube" / "config"
+    if not path.is_file():
+        raise ClusterError(f"kubeconfig not found: {path}")
+    return path

@@ -1,0 +1,122 @@
+"""Fixes: plan -> confirm -> apply -> verify, and a journal of every change applied.
+
+A fix never writes during planning. :func:`apply_plan` writes only when ``dry_run`` is False and
+``confirm`` names the plan's target, and every write it makes is appended to :data:`JOURNAL`, which the
+run's record carries (redacted) into the incident archive.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+from kubernetes.client.rest import ApiException
+
+from nasiko_nb.cluster import ApiFailure, Cluster
+
+PATCH_TYPES = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+}
+
+
+class ConfirmationError(ValueError):
+    """The confirm value does not name the plan's target: nothing was changed."""
+
+    def _render_traceback_(self):
+        return [f"ConfirmationError: {self}"]
+
+
+class FixFailed(RuntimeError):
+    """The API refused a change; the message says which change and why, in one line."""
+
+    def _render_traceback_(self):
+        return [f"FixFailed: {self}"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One API write, described well enough to show in a plan and to record after it is applied."""
+
+    verb: str               # patch, delete, replace, create
+    path: str               # API path of the object
+    resource: str           # "Deployment nasiko-agents/agent-x"
+    description: str        # one sentence for people
+    body: dict | list | None = None
+    patch_type: str = ""    # merge, strategic or json for patches
+
+    def summary(self) -> dict:
+        return {"verb": self.verb, "resource": self.resource, "change": self.description,
+                "body": json.dumps(self.body, sort_keys=True) if self.body is not None else ""}
+
+
+@dataclass
+class Plan:
+    """What a fix would do to one target; ``blocked`` explains why it cannot be applied as it stands."""
+
+    fix: str
+    target: str
+    changes: list[Change]
+    blocked: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([c.summary() for c in self.changes], columns=["verb", "resource", "change", "body"])
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    applied: bool
+    message: str
+    results: list[dict] = field(default_factory=list)
+
+
+JOURNAL: list[dict] = []
+
+
+def apply_plan(cluster: Cluster, plan: Plan, *, dry_run: bool, confirm: str) -> Outcome:
+    """Apply ``plan`` if the caller opted in; raises ConfirmationError when confirm names another target."""
+    if dry_run:
+        return Outcome(plan, False, f"dry run: nothing changed (set dry_run=False and confirm={plan.target!r} to apply)")
+    if confirm != plan.target:
+        raise ConfirmationError(
+            f"confirm={confirm!r} does not name the target {plan.target!r} of fix {plan.fix}; nothing was changed")
+    if plan.blocked:
+        return Outcome(plan, False, f"not applied: {plan.blocked}")
+    results = []
+    for change in plan.changes:
+        try:
+            response = _send(cluster, change)
+        except ApiException as exc:
+            failure = ApiFailure.from_exception(exc)
+            done = f" ({len(results)} of {len(plan.changes)} changes were applied before it)" if results else ""
+            raise FixFailed(f"{change.verb} {change.resource} was refused: {failure.status} {failure.reason}: "
+                            f"{failure.message}{done}") from None
+        entry = {"fix": plan.fix, "target": plan.target, **change.summary(),
+                 "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "resourceVersion": (response or {}).get("metadata", {}).get("resourceVersion", "")}
+        JOURNAL.append(entry)
+        results.append(entry)
+    return Outcome(plan, True, f"applied {len(results)} change(s) to {plan.target}", results)
+
+
+def _send(cluster: Cluster, change: Change) -> dict:
+    headers = {"Accept": "application/json"}
+    if change.verb == "patch":
+        headers["Content-Type"] = PATCH_TYPES[change.patch_type]
+        method = "PATCH"
+    else:
+        headers["Content-Type"] = "application/json"
+        method = {"delete": "DELETE", "replace": "PUT", "create": "POST"}[change.verb]
+    cluster.count_call()
+    response = cluster.api.call_api(change.path, method, header_params=headers, body=change.body,
+                                    auth_settings=["BearerToken"], _preload_content=False,
+                                    _request_timeout=cluster.timeout_s)
+    return json.loads(response[0].data or b"{}")
+
+
+def journal_records() -> list[dict]:
+    return [dict(entry) for entry in JOURNAL]

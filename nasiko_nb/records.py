@@ -1,0 +1,193 @@
+"""Run runbooks headless with papermill and archive each run as an incident record.
+
+A record is three files sharing one stem, ``<UTC timestamp>-<runbook>``: the executed notebook
+(with the record in ``metadata.nasiko``), an HTML report view (markdown and outputs, code hidden) and
+the findings JSON. Everything is scrubbed of secret material before it is written.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+
+from nasiko_nb.redact import scrub, scrub_obj
+from nasiko_nb.runbook import RECORD_MIME, SECRET_PARAMETER_WORDS
+
+RUNBOOKS_DIR = Path(os.environ.get("NASIKO_RUNBOOKS", Path(__file__).resolve().parent.parent / "runbooks"))
+
+
+class RecordError(ValueError):
+    """Bad input to a run (unknown runbook, bad parameter): one line, nothing executed."""
+
+
+@dataclass(frozen=True)
+class RunbookInfo:
+    id: str
+    path: Path
+    title: str
+    side_effects: str
+    parameters: dict
+
+    @property
+    def slug(self) -> str:
+        return self.id.split("-", 1)[1] if self.id[:2].isdigit() else self.id
+
+
+def runbooks(directory: Path = RUNBOOKS_DIR) -> list[RunbookInfo]:
+    return [describe(path) for path in sorted(directory.glob("[0-9][0-9]-*.ipynb"))]
+
+
+def describe(path: Path) -> RunbookInfo:
+    nb = nbformat.read(path, as_version=4)
+    title = next((line.lstrip("# ").strip() for cell in nb.cells if cell.cell_type == "markdown"
+                  for line in cell.source.splitlines() if line.startswith("# ")), path.stem)
+    parameters = {}
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            namespace: dict = {}
+            exec(compile(cell.source, str(path), "exec"), {}, namespace)  # the cell holds literals only
+            parameters = {k: v for k, v in namespace.items() if not k.startswith("_")}
+    side_effects = nb.metadata.get("nasiko", {}).get("side_effects", "read-only")
+    return RunbookInfo(path.stem, path, title, side_effects, parameters)
+
+
+def resolve(name: str, directory: Path = RUNBOOKS_DIR) -> RunbookInfo:
+    """Find a runbook by id (``05-image-pull-backoff``), slug (``image-pull-backoff``) or number (``05``)."""
+    known = runbooks(directory)
+    for info in known:
+        if name in (info.id, info.slug, info.id[:2], f"{info.id}.ipynb"):
+            return info
+    raise RecordError(f"unknown runbook {name!r}; known: {', '.join(i.id for i in known)}")
+
+
+def coerce_parameters(info: RunbookInfo, raw: dict) -> dict:
+    """Check names and types against the runbook's defaults; strings from ``-p`` are converted."""
+    typed = {}
+    for name, value in raw.items():
+        if any(word in name.lower() for word in SECRET_PARAMETER_WORDS):
+            raise RecordError(f"parameter {name!r} looks like a secret: pass it through the environment or a file")
+        if name not in info.parameters:
+            raise RecordError(f"runbook {info.id} has no parameter {name!r}; it has: {', '.join(info.parameters)}")
+        typed[name] = _coerce(name, value, info.parameters[name])
+    return typed
+
+
+def _coerce(name: str, value, default):
+    kind = type(default)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if not isinstance(value, str):
+        raise RecordError(f"parameter {name!r} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    text = value.strip()
+    if kind is bool:
+        if text.lower() in ("true", "yes", "1", "on"):
+            return True
+        if text.lower() in ("false", "no", "0", "off"):
+            return False
+    elif kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    elif kind is str:
+        return value
+    elif kind is list:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    raise RecordError(f"parameter {name!r} must be {kind.__name__} (like {default!r}), got {value!r}")
+
+
+@dataclass
+class RunResult:
+    record: dict
+    notebook: Path
+    html: Path
+    json: Path
+    error: str = ""
+
+
+def execute(info: RunbookInfo, output_dir: Path, parameters: dict, *, kubeconfig: str = "",
+            context: str = "", label: str = "") -> RunResult:
+    """Execute a runbook with papermill and write the three record files; never overwrites a record."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc)
+    stem = _unique_stem(output_dir, f"{started:%Y%m%dT%H%M%SZ}-{info.id}{('-' + label) if label else ''}")
+    notebook_path = output_dir / f"{stem}.ipynb"
+    run_parameters = {**parameters, "kubeconfig": str(kubeconfig or ""), "context": context}
+    error = ""
+    try:
+        papermill.execute_notebook(str(info.path), str(notebook_path), parameters=run_parameters,
+                                   kernel_name="python3", progress_bar=False, log_output=False,
+                                   cwd=str(info.path.parent))
+    except PapermillExecutionError as exc:
+        error = _one_line(exc.ename, exc.evalue)
+    nb = nbformat.read(notebook_path, as_version=4)
+    record = _extract_record(nb) or {
+        "runbook": info.id, "context": context, "parameters": run_parameters, "findings": [], "changes": [],
+        "outcome": "error", "started": started.isoformat(timespec="seconds"),
+        "duration_s": round((datetime.now(timezone.utc) - started).total_seconds(), 2)}
+    if error:
+        record["outcome"], record["error"] = "error", error
+    record["side_effects"] = info.side_effects
+    record = scrub_obj(record)
+    nb.metadata["nasiko"] = record
+    _scrub_notebook(nb)
+    nbformat.write(nb, notebook_path)
+    html_path = notebook_path.with_suffix(".html")
+    html_path.write_text(render_html(nb), encoding="utf-8")
+    json_path = notebook_path.with_suffix(".json")
+    json_path.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+    return RunResult(record, notebook_path, html_path, json_path, error)
+
+
+def _unique_stem(directory: Path, stem: str) -> str:
+    candidate, n = stem, 1
+    while (directory / f"{candidate}.ipynb").exists():
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
+
+
+def _one_line(ename: str, evalue: str) -> str:
+    text = " ".join(str(evalue).split())
+    return f"{ename}: {text}" if ename not in ("", "Exception") else text
+
+
+def _extract_record(nb) -> dict | None:
+    for cell in reversed(nb.cells):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if RECORD_MIME in data:
+                return dict(data[RECORD_MIME])
+    return None
+
+
+def _scrub_notebook(nb) -> None:
+    """Mask secret patterns in every output, including tracebacks and widget state."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = scrub(output["text"])
+            if "data" in output:
+                output["data"] = scrub_obj(output["data"])
+            if "traceback" in output:
+                output["traceback"] = [scrub(line) for line in output["traceback"]]
+            if "evalue" in output:
+                output["evalue"] = scrub(output["evalue"])
+    if "widgets" in nb.metadata:
+        nb.metadata["widgets"] = scrub_obj(nb.metadata["widgets"])
+
+
+def render_html(nb) -> str:
+    """The report view: markdown and outputs, code hidden, for people who do not use Jupyter."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    return body

@@ -1,0 +1,108 @@
+"""The frame every runbook shares: validate and connect, collect findings and changes, emit the record.
+
+A notebook calls :func:`begin` in its first cell after the parameters and :meth:`Run.finish` in its
+last. ``finish`` displays the run's record as a ``application/vnd.nasiko.record+json`` output; the
+archive (``nasiko_nb.records``) lifts it into ``metadata.nasiko`` and the findings JSON, and an
+interactively saved notebook keeps it too.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from nasiko_nb import fixes
+from nasiko_nb.cluster import Cluster, ClusterError, connect
+from nasiko_nb.findings import Finding, Report
+from nasiko_nb.redact import scrub_obj
+from nasiko_nb.snapshot import PLATFORM_NAMESPACES, Snapshot, take_snapshot
+
+RECORD_MIME = "application/vnd.nasiko.record+json"
+
+
+class RunbookInputError(ValueError):
+    """Bad input to a runbook, explained in one sentence; the run stops before anything is changed."""
+
+    def _render_traceback_(self):
+        return [f"RunbookInputError: {self}"]
+
+
+@dataclass
+class Run:
+    """One execution of a runbook: its parameters, its cluster, what it found and what it changed."""
+
+    runbook: str
+    params: dict
+    cluster: Cluster
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    findings: list[Finding] = field(default_factory=list)
+    _clock: float = field(default_factory=time.monotonic)
+
+    def snapshot(self, namespaces=PLATFORM_NAMESPACES, **kinds) -> Snapshot:
+        """Take a snapshot; permission problems join the run's findings instead of stopping it."""
+        snap = take_snapshot(self.cluster, namespaces=namespaces, **kinds)
+        self.add(snap.problems)
+        return snap
+
+    def require_namespace(self, snap: Snapshot, namespace: str) -> None:
+        if ("Namespace", "") not in snap.unreadable and namespace not in snap.namespaces:
+            raise RunbookInputError(f"namespace {namespace!r} does not exist in context {self.cluster.context!r}; "
+                                    f"it has: {', '.join(sorted(snap.namespaces))}")
+
+    def require_agent(self, snap: Snapshot, agent: str) -> None:
+        known = snap.agents()
+        if agent and agent not in known:
+            raise RunbookInputError(f"agent {agent!r} not found (no Deployment, Pod or Job of it); "
+                                    f"known agents: {', '.join(sorted(known)) or 'none'}")
+
+    def add(self, findings) -> Report:
+        for finding in findings:
+            if finding not in self.findings:
+                self.findings.append(finding)
+        return self.report
+
+    @property
+    def report(self) -> Report:
+        return Report(list(self.findings))
+
+    def record(self) -> dict:
+        """The run's record: JSON-ready, secrets scrubbed."""
+        changes = fixes.journal_records()
+        report = self.report
+        return scrub_obj({
+            "runbook": self.runbook,
+            "context": self.cluster.context,
+            "parameters": self.params,
+            "findings": [f.to_dict() for f in report.findings],
+            "changes": changes,
+            "outcome": ("changed" if changes else report.outcome),
+            "started": self.started.isoformat(timespec="seconds"),
+            "duration_s": round(time.monotonic() - self._clock, 2),
+            "api_calls": self.cluster.calls,
+        })
+
+    def finish(self):
+        """Show the findings summary and emit the record for the archive."""
+        from IPython.display import display
+
+        record = self.record()
+        summary = (f"{self.runbook}: outcome {record['outcome']}, {len(record['findings'])} finding(s), "
+                   f"{len(record['changes'])} change(s), {record['api_calls']} API call(s)")
+        display({RECORD_MIME: record, "text/plain": summary}, raw=True)
+        return record
+
+
+SECRET_PARAMETER_WORDS = ("password", "token", "secret_value", "api_key", "dockerconfigjson")
+
+
+def begin(runbook: str, *, kubeconfig: str = "", context: str = "", timeout_s: float = 10.0, **params) -> Run:
+    """Validate the parameters and connect; any problem ends here with one clear sentence."""
+    for name in params:
+        if any(word in name.lower() for word in SECRET_PARAMETER_WORDS):
+            raise RunbookInputError(f"parameter {name!r} looks like a secret: pass it through the environment or a file")
+    fixes.JOURNAL.clear()
+    try:
+        cluster = connect(kubeconfig or None, context or None, timeout_s=timeout_s)
+    except ClusterError as exc:
+        raise RunbookInputError(str(exc)) from None
+    return Run(runbook=runbook, params={"context": context, **params}, cluster=cluster)

@@ -1,0 +1,51 @@
+"""The simulated Nasiko platform: a Kubernetes API emulator serving a named scenario or a replayed snapshot.
+
+This is the only entry point the CLI and tests use: ``build_store`` gives the state with its controllers
+subscribed, ``start`` serves it over HTTP on 127.0.0.1.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from nasiko_nb.sim.controllers import Controllers, nodes_from_objects
+from nasiko_nb.sim.kubelet import RegistryWorld
+from nasiko_nb.sim.platform import SECRET_VALUES
+from nasiko_nb.sim.replay import SnapshotError, load_snapshot
+from nasiko_nb.sim.scenarios import SCENARIOS, UnknownScenario, build
+from nasiko_nb.sim.server import SimServer, start_server
+from nasiko_nb.sim.store import Store
+
+__all__ = ["SCENARIOS", "SECRET_VALUES", "SnapshotError", "UnknownScenario", "build_store", "start"]
+
+
+def build_store(scenario: str | None = None, snapshot: str | Path | None = None, *, writable_snapshot: bool = False,
+                extra_pods: int = 0) -> Store:
+    """The Store of a scenario (default "healthy") or of a replayed snapshot, with controllers subscribed.
+
+    A snapshot is served read-only unless ``writable_snapshot``; its controllers pull any image (the
+    registries behind a captured cluster are unknown), so a re-rolled Deployment's new pods run.
+    """
+    if snapshot is not None:
+        objects, logs = load_snapshot(snapshot)
+        store = Store(read_only=not writable_snapshot)
+        store.load(objects)
+        for (namespace, pod, container, previous), text in logs.items():
+            store.set_log(namespace, pod, container, text, previous=previous)
+        nodes = nodes_from_objects([o for o in objects if o["kind"] == "Node"])
+        Controllers(store, RegistryWorld(permissive=True), nodes).attach()
+        return store
+    cluster = build(scenario or "healthy", extra_pods=extra_pods)
+    store = Store()
+    store.load(cluster.objects)
+    for (namespace, pod, container, previous), text in cluster.logs.items():
+        store.set_log(namespace, pod, container, text, previous=previous)
+    Controllers(store, cluster.world, cluster.nodes).attach()
+    return store
+
+
+def start(scenario: str | None = "healthy", snapshot: str | Path | None = None, *, port: int = 0,
+          writable_snapshot: bool = False, extra_pods: int = 0) -> SimServer:
+    """Serve a scenario (or a snapshot, which takes precedence) on 127.0.0.1; returns the running server."""
+    store = build_store(None if snapshot is not None else scenario, snapshot,
+                        writable_snapshot=writable_snapshot, extra_pods=extra_pods)
+    return start_server(store, port)

@@ -1,0 +1,495 @@
+"""Simulated kubelet: decides how a pod's containers start, from a small model of the image registries.
+
+Scenarios and controllers never write container states by hand: they describe the registries, the
+Secrets and the pod spec, and this module derives what a real kubelet with containerd would report
+(state, ``state.waiting.message``, Warning events), with the wording of Kubernetes 1.34 and containerd 1.7.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Iterable, Mapping
+from urllib.parse import quote
+
+CLUSTER_DNS = "10.245.0.10"
+DOCKER_HUB = "docker.io"
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
+_HOST = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?")
+
+
+class InvalidReference(ValueError):
+    """An image reference containerd cannot parse; the text is the parser's own wording."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    host: str
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def full(self) -> str:
+        """The fully qualified form containerd prints in its errors (docker.io/library/kong:3.4)."""
+        tail = f":{self.tag}" if self.tag else ""
+        return f"{self.host}/{self.repository}{tail}" + (f"@{self.digest}" if self.digest else "")
+
+    @property
+    def reference(self) -> str:
+        return self.digest or self.tag or "latest"
+
+
+def parse_image(image: str) -> ImageRef:
+    """Parse an image reference the way the Docker reference grammar does (default tag latest)."""
+    if not image or image != image.strip():
+        raise InvalidReference("invalid reference format")
+    name, digest = image, None
+    if "@" in image:
+        name, digest = image.split("@", 1)
+        if not _DIGEST.fullmatch(digest):
+            raise InvalidReference("invalid reference format")
+    tag = None
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+        if not _TAG.fullmatch(tag):
+            raise InvalidReference("invalid reference format")
+    parts = name.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        host, path = parts[0], "/".join(parts[1:])
+        if not _HOST.fullmatch(host):
+            raise InvalidReference("invalid reference format")
+    else:
+        host, path = DOCKER_HUB, name
+        if len(parts) == 1:
+            path = f"library/{name}"
+    if not _REPOSITORY.fullmatch(path):
+        if _REPOSITORY.fullmatch(path.lower()):
+            raise InvalidReference("invalid reference format: repository name must be lowercase")
+        raise InvalidReference("invalid reference format")
+    if tag is None and digest is None:
+        tag = "latest"
+    return ImageRef(host, path, tag, digest)
+
+
+@dataclass
+class Registry:
+    """One registry host: its repositories and tags, who may pull, and how it words refusals."""
+
+    host: str
+    style: str                                    # "digitalocean" | "dockerhub" | "basic"
+    repositories: dict[str, set[str]] = field(default_factory=dict)
+    public_repositories: set[str] = field(default_factory=set)   # anonymous pull allowed
+    accounts: dict[str, str] = field(default_factory=dict)       # username -> password/token
+
+    def add(self, repository: str, *tags: str, public: bool = False) -> None:
+        self.repositories.setdefault(repository, set()).update(tags)
+        if public:
+            self.public_repositories.add(repository)
+
+
+@dataclass
+class RegistryWorld:
+    """Every registry host reachable from the cluster; ``permissive`` accepts any image (snapshot replay)."""
+
+    registries: dict[str, Registry] = field(default_factory=dict)
+    permissive: bool = False
+
+    def add(self, registry: Registry) -> Registry:
+        self.registries[registry.host] = registry
+        return registry
+
+
+@dataclass(frozen=True)
+class PullOutcome:
+    """What pulling one image gives: ok with an image ID, or the reason and containerd's error text."""
+
+    image: str
+    image_id: str = ""
+    reason: str | None = None          # None (pulled), "ErrImagePull" or "InvalidImageName"
+    message: str = ""                   # containerd/kubelet error text, as state.waiting.message carries it
+    missing_secrets: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def docker_credentials(secret: dict) -> dict[str, tuple[str, str]]:
+    """Registry host -> (username, password) from a dockerconfigjson or dockercfg Secret."""
+    data = secret.get("data") or {}
+    raw = data.get(".dockerconfigjson") or data.get(".dockercfg")
+    if not raw:
+        return {}
+    try:
+        config = json.loads(base64.b64decode(raw))
+    except (ValueError, TypeError):
+        return {}
+    auths = config.get("auths", config) if isinstance(config, dict) else {}
+    found = {}
+    for key, entry in auths.items():
+        if not isinstance(entry, dict):
+            continue
+        host = re.sub(r"^https?://", "", key).split("/", 1)[0]
+        user, password = entry.get("username"), entry.get("password")
+        if entry.get("auth"):
+            try:
+                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                continue
+        if user is not None and password is not None:
+            found[host] = (user, password)
+    return found
+
+
+def image_digest(ref: ImageRef) -> str:
+    return "sha256:" + hashlib.sha256(f"{ref.host}/{ref.repository}:{ref.reference}".encode()).hexdigest()
+
+
+def _unpack_prefix(ref: ImageRef, code: str) -> str:
+    return (f"rpc error: code = {code} desc = failed to pull and unpack image \"{ref.full}\": "
+            f"failed to resolve reference \"{ref.full}\": ")
+
+
+def _refusal(registry: Registry, ref: ImageRef) -> str:
+    """The 401/403 text each registry style produces when the pull is not authorized."""
+    if registry.style == "digitalocean":
+        scope = quote(f"repository:{ref.repository}:pull", safe="")
+        return (_unpack_prefix(ref, "Unknown") + "failed to authorize: failed to fetch oauth token: unexpected status "
+                f"from GET request to https://api.digitalocean.com/v2/registry/auth?scope={scope}"
+                f"&service={registry.host}: 401 Unauthorized")
+    if registry.style == "dockerhub":
+        return (_unpack_prefix(ref, "Unknown") + "pull access denied, repository does not exist or may require "
+                "authorization: server message: insufficient_scope: authorization failed")
+    return (_unpack_prefix(ref, "Unknown") + f"unexpected status from HEAD request to "
+            f"https://{registry.host}/v2/{ref.repository}/manifests/{ref.reference}: 401 Unauthorized")
+
+
+def _try_pull(registry: Registry, ref: ImageRef, credential: tuple[str, str] | None) -> str | None:
+    """None when the pull succeeds, else the error text."""
+    if credential is not None and registry.accounts.get(credential[0]) != credential[1]:
+        return _refusal(registry, ref)
+    authorized = credential is not None or ref.repository in registry.public_repositories
+    if not authorized:
+        return _refusal(registry, ref)
+    tags = registry.repositories.get(ref.repository)
+    if tags is None and registry.style == "dockerhub":
+        return _refusal(registry, ref)
+    if tags is None or (ref.tag and ref.tag not in tags and not ref.digest):
+        return _unpack_prefix(ref, "NotFound") + f"{ref.full}: not found"
+    return None
+
+
+def pull_image(image: str, pull_secret_names: Iterable[str], secrets: Mapping[str, dict],
+               world: RegistryWorld) -> PullOutcome:
+    """Decide one container image pull from the image, the pod's imagePullSecrets and the namespace's Secrets."""
+    names = list(pull_secret_names)
+    missing = tuple(name for name in names if name not in secrets)
+    try:
+        ref = parse_image(image)
+    except InvalidReference as exc:
+        message = f"Failed to apply default image tag \"{image}\": couldn't parse image reference \"{image}\": {exc}"
+        return PullOutcome(image, reason="InvalidImageName", message=message, missing_secrets=missing)
+    if world.permissive:
+        return PullOutcome(image, image_id=f"{ref.host}/{ref.repository}@{image_digest(ref)}", missing_secrets=missing)
+    registry = world.registries.get(ref.host)
+    if registry is None:
+        message = (_unpack_prefix(ref, "Unknown") + f"failed to do request: Head \"https://{ref.host}/v2/{ref.repository}"
+                   f"/manifests/{ref.reference}\": dial tcp: lookup {ref.host} on {CLUSTER_DNS}:53: no such host")
+        return PullOutcome(image, reason="ErrImagePull", message=message, missing_secrets=missing)
+    credentials = [docker_credentials(secrets[name]).get(ref.host) for name in names if name in secrets]
+    attempts = [c for c in credentials if c is not None] or [None]
+    error = None
+    for credential in attempts:
+        error = _try_pull(registry, ref, credential)
+        if error is None:
+            return PullOutcome(image, image_id=f"{ref.host}/{ref.repository}@{image_digest(ref)}", missing_secrets=missing)
+    return PullOutcome(image, reason="ErrImagePull", message=error, missing_secrets=missing)
+
+
+# ---- pod status and events ------------------------------------------------------------------------
+
+BACKOFF_MAX = timedelta(seconds=300)
+EVENT_TTL = timedelta(hours=1)
+SPAM_FILTER_BURST = timedelta(minutes=4)
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _short_hex(*parts: str, length: int = 16) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+@dataclass
+class EventSink:
+    """Collects the events one pod start produces, dropping those a real cluster would have expired."""
+
+    now: datetime
+    expire: bool = True
+    events: list[dict] = field(default_factory=list)
+
+    def emit(self, obj: dict, reason: str, message: str, *, type_: str = "Normal", first: datetime,
+             last: datetime | None = None, count: int = 1, component: str = "kubelet", host: str = "",
+             field_path: str = "") -> None:
+        last = last or first
+        if self.expire and self.now - last > EVENT_TTL:
+            return
+        meta = obj["metadata"]
+        involved = {"kind": obj["kind"], "namespace": meta.get("namespace", ""), "name": meta["name"],
+                    "uid": meta.get("uid", ""), "apiVersion": obj["apiVersion"]}
+        if meta.get("resourceVersion"):
+            involved["resourceVersion"] = meta["resourceVersion"]
+        if field_path:
+            involved["fieldPath"] = field_path
+        event_name = f"{meta['name']}.{_short_hex(meta.get('uid', ''), reason, message, field_path)}"
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": event_name, "namespace": meta.get("namespace") or "default",
+                         "uid": str(uuid.UUID(_short_hex(event_name, length=32))), "creationTimestamp": iso(first)},
+            "involvedObject": involved, "reason": reason, "message": message, "type": type_,
+            "count": count, "firstTimestamp": iso(first), "lastTimestamp": iso(last),
+            "source": {"component": component, **({"host": host} if host else {})},
+            "reportingComponent": component, "reportingInstance": host or component,
+            "eventTime": None,
+        }
+        self.events.append(event)
+
+
+def _container_path(init: bool, name: str) -> str:
+    return f"spec.{'initContainers' if init else 'containers'}{{{name}}}"
+
+
+def _container_id(pod_uid: str, name: str, attempt: int = 0) -> str:
+    return "containerd://" + hashlib.sha256(f"{pod_uid}/{name}/{attempt}".encode()).hexdigest()
+
+
+def _failed_pull_events(sink: EventSink, pod: dict, container: dict, outcome: PullOutcome, init: bool,
+                        host: str, began: datetime) -> str:
+    """Events of a pull that keeps failing since ``began``; returns the current waiting reason."""
+    path = _container_path(init, container["name"])
+    image = container["image"]
+    age = max(sink.now - began, timedelta(seconds=1))
+    if outcome.reason == "InvalidImageName":
+        attempts = max(1, int(age.total_seconds() // 10))
+        sink.emit(pod, "InspectFailed", outcome.message, type_="Warning", first=began, last=sink.now,
+                  count=attempts, host=host, field_path=path)
+        sink.emit(pod, "Failed", "Error: InvalidImageName", type_="Warning", first=began, last=sink.now,
+                  count=attempts, host=host, field_path=path)
+        return "InvalidImageName"
+    # kubelet retries after 10s, 20s, 40s ... capped at 5 minutes. The event spam filter (a burst of 25 events
+    # per object, then one per 5 minutes) is spent on the frequent back-off events within minutes, so the pull
+    # attempts' own events stop being refreshed and expire after an hour; state.waiting.message keeps the error.
+    window = min(age, SPAM_FILTER_BURST)
+    pulls, elapsed, delay = 1, timedelta(seconds=2), timedelta(seconds=10)
+    last_pull = began + timedelta(seconds=1)
+    while elapsed + delay < window:
+        elapsed += delay
+        last_pull = began + elapsed
+        pulls += 1
+        delay = min(delay * 2, BACKOFF_MAX)
+    sink.emit(pod, "Pulling", f"Pulling image \"{image}\"", first=began, last=last_pull, count=pulls,
+              host=host, field_path=path)
+    sink.emit(pod, "Failed", f"Failed to pull image \"{image}\": {outcome.message}", type_="Warning",
+              first=began + timedelta(seconds=1), last=last_pull + timedelta(seconds=1), count=pulls,
+              host=host, field_path=path)
+    sink.emit(pod, "Failed", "Error: ErrImagePull", type_="Warning", first=began + timedelta(seconds=1),
+              last=last_pull + timedelta(seconds=1), count=pulls, host=host, field_path=path)
+    in_backoff = age > timedelta(seconds=3)
+    if in_backoff:
+        backoffs = max(1, int(age.total_seconds() // 12))
+        sink.emit(pod, "BackOff", f"Back-off pulling image \"{image}\"", first=began + timedelta(seconds=2),
+                  last=sink.now, count=backoffs, host=host, field_path=path)
+        sink.emit(pod, "Failed", "Error: ImagePullBackOff", type_="Warning", first=began + timedelta(seconds=2),
+                  last=sink.now, count=backoffs, host=host, field_path=path)
+    return "ImagePullBackOff" if in_backoff else "ErrImagePull"
+
+
+def _waiting_message(reason: str, outcome: PullOutcome) -> str:
+    if reason == "ImagePullBackOff":
+        return f"Back-off pulling image \"{outcome.image}\": ErrImagePull: {outcome.message}"
+    return outcome.message
+
+
+def _pulled_events(sink: EventSink, pod: dict, container: dict, init: bool, host: str, at: datetime,
+                   cached: bool) -> None:
+    path = _container_path(init, container["name"])
+    image, name = container["image"], container["name"]
+    if cached:
+        sink.emit(pod, "Pulled", f"Container image \"{image}\" already present on machine", first=at,
+                  host=host, field_path=path)
+    else:
+        sink.emit(pod, "Pulling", f"Pulling image \"{image}\"", first=at, host=host, field_path=path)
+        seconds = 1.2 + (int(_short_hex(image, length=4), 16) % 900) / 100
+        size = 20_000_000 + int(_short_hex(image, "size", length=6), 16) * 13
+        sink.emit(pod, "Pulled", f"Successfully pulled image \"{image}\" in {seconds:.3f}s ({seconds:.3f}s including "
+                  f"waiting). Image size: {size} bytes.", first=at + timedelta(seconds=2), host=host, field_path=path)
+    sink.emit(pod, "Created", f"Created container: {name}", first=at + timedelta(seconds=3), host=host, field_path=path)
+    sink.emit(pod, "Started", f"Started container {name}", first=at + timedelta(seconds=3), host=host, field_path=path)
+
+
+@dataclass
+class Node:
+    """Where a pod runs: node name, its internal IP, and a pod IP allocator from its pod CIDR."""
+
+    name: str
+    internal_ip: str
+    pod_cidr_prefix: str         # e.g. "10.244.0" -> pods get 10.244.0.x, then 10.244.64.x ...
+    next_ip: int = 2
+
+    def allocate_ip(self) -> str:
+        index = self.next_ip
+        self.next_ip += 1
+        a, b = self.pod_cidr_prefix.split(".")[:2]
+        third = int(self.pod_cidr_prefix.split(".")[2]) + index // 250
+        return f"{a}.{b}.{third}.{index % 250 + 2}"
+
+
+def run_pod(pod: dict, node: Node, secrets: Mapping[str, dict], world: RegistryWorld, now: datetime,
+            *, started: datetime, run_to_completion: bool = False, expire_events: bool = True,
+            restarts: Mapping[str, int] | None = None) -> tuple[dict, list[dict]]:
+    """Schedule ``pod`` on ``node`` at ``started`` and derive its status and events as of ``now``.
+
+    ``run_to_completion`` is for Job pods whose containers have exited 0 (phase Succeeded).
+    """
+    sink = EventSink(now, expire=expire_events)
+    spec, meta = pod["spec"], pod["metadata"]
+    spec["nodeName"] = node.name
+    pull_secrets = [ref["name"] for ref in spec.get("imagePullSecrets") or [] if ref.get("name")]
+    restarts = restarts or {}
+    ns = meta["namespace"]
+    sink.emit(pod, "Scheduled", f"Successfully assigned {ns}/{meta['name']} to {node.name}", first=started,
+              component="default-scheduler", host="")
+    missing = [name for name in pull_secrets if name not in secrets]
+    if missing:
+        sink.emit(pod, "FailedToRetrieveImagePullSecret",
+                  f"Unable to retrieve some image pull secrets ({', '.join(missing)}); attempting to pull the image "
+                  "may not succeed.", type_="Warning", first=started + timedelta(seconds=1), last=now,
+                  count=max(1, int((now - started).total_seconds() // 60)), host=node.name)
+    clock = started + timedelta(seconds=1)
+    init_statuses, blocked_by = [], None
+    for container in spec.get("initContainers") or []:
+        if blocked_by:
+            init_statuses.append(_waiting_status(container, "PodInitializing", ""))
+            continue
+        outcome = pull_image(container["image"], pull_secrets, secrets, world)
+        if not outcome.ok:
+            reason = _failed_pull_events(sink, pod, container, outcome, True, node.name, clock)
+            init_statuses.append(_waiting_status(container, reason, _waiting_message(reason, outcome)))
+            blocked_by = container["name"]
+            continue
+        _pulled_events(sink, pod, container, True, node.name, clock, _cached(container))
+        finished = clock + timedelta(seconds=4)
+        init_statuses.append(_terminated_status(container, outcome, meta["uid"], clock + timedelta(seconds=3), finished))
+        clock = finished + timedelta(seconds=1)
+
+    statuses, unready = [], []
+    for container in spec.get("containers") or []:
+        if blocked_by:
+            statuses.append(_waiting_status(container, "PodInitializing", ""))
+            unready.append(container["name"])
+            continue
+        outcome = pull_image(container["image"], pull_secrets, secrets, world)
+        if not outcome.ok:
+            reason = _failed_pull_events(sink, pod, container, outcome, False, node.name, clock)
+            statuses.append(_waiting_status(container, reason, _waiting_message(reason, outcome)))
+            unready.append(container["name"])
+            continue
+        _pulled_events(sink, pod, container, False, node.name, clock, _cached(container))
+        began = clock + timedelta(seconds=3)
+        if run_to_completion:
+            ended = max(began + timedelta(seconds=30), min(now, began + timedelta(seconds=95)))
+            statuses.append(_terminated_status(container, outcome, meta["uid"], began, ended))
+        else:
+            statuses.append(_running_status(container, outcome, meta["uid"], began, restarts.get(container["name"], 0)))
+
+    pod["status"] = _pod_status(pod, node, started, init_statuses, statuses, unready, blocked_by, run_to_completion)
+    return pod, sink.events
+
+
+def _cached(container: dict) -> bool:
+    return container.get("imagePullPolicy") == "IfNotPresent" and not str(container["image"]).endswith(":latest")
+
+
+def _waiting_status(container: dict, reason: str, message: str) -> dict:
+    waiting = {"reason": reason}
+    if message:
+        waiting["message"] = message
+    return {"name": container["name"], "image": container["image"], "imageID": "", "ready": False,
+            "restartCount": 0, "started": False, "state": {"waiting": waiting}, "lastState": {}}
+
+
+def _running_status(container: dict, outcome: PullOutcome, uid: str, began: datetime, restarts: int) -> dict:
+    return {"name": container["name"], "image": container["image"], "imageID": outcome.image_id,
+            "containerID": _container_id(uid, container["name"], restarts), "ready": True,
+            "restartCount": restarts, "started": True, "state": {"running": {"startedAt": iso(began)}},
+            "lastState": {}}
+
+
+def _terminated_status(container: dict, outcome: PullOutcome, uid: str, began: datetime, ended: datetime) -> dict:
+    return {"name": container["name"], "image": container["image"], "imageID": outcome.image_id,
+            "containerID": _container_id(uid, container["name"]), "ready": False, "restartCount": 0,
+            "started": False, "lastState": {},
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": iso(began),
+                                     "finishedAt": iso(ended), "containerID": _container_id(uid, container["name"])}}}
+
+
+def _condition(kind: str, ok: bool, at: datetime, reason: str = "", message: str = "") -> dict:
+    cond = {"type": kind, "status": "True" if ok else "False", "lastProbeTime": None, "lastTransitionTime": iso(at)}
+    if reason:
+        cond["reason"] = reason
+    if message:
+        cond["message"] = message
+    return cond
+
+
+def _qos(pod: dict) -> str:
+    containers = pod["spec"].get("containers") or []
+    requests = [c.get("resources", {}).get("requests") for c in containers]
+    limits = [c.get("resources", {}).get("limits") for c in containers]
+    if containers and all(limits) and all(r == l for r, l in zip(requests, limits)):
+        return "Guaranteed"
+    return "Burstable" if any(requests) or any(limits) else "BestEffort"
+
+
+def _pod_status(pod: dict, node: Node, started: datetime, init_statuses: list[dict], statuses: list[dict],
+                unready: list[str], blocked_by: str | None, completed: bool) -> dict:
+    ip = node.allocate_ip()
+    completed = completed and blocked_by is None and not unready
+    ready = not unready and not completed
+    conditions = [
+        _condition("PodReadyToStartContainers", True, started + timedelta(seconds=1)),
+        _condition("Initialized", blocked_by is None, started + timedelta(seconds=1),
+                   *(("ContainersNotInitialized", f"containers with incomplete status: [{blocked_by}]")
+                     if blocked_by else ())),
+    ]
+    if completed:
+        conditions += [_condition("Ready", False, started + timedelta(seconds=60), "PodCompleted"),
+                       _condition("ContainersReady", False, started + timedelta(seconds=60), "PodCompleted")]
+    elif ready:
+        conditions += [_condition("Ready", True, started + timedelta(seconds=8)),
+                       _condition("ContainersReady", True, started + timedelta(seconds=8))]
+    else:
+        message = f"containers with unready status: [{' '.join(unready)}]"
+        conditions += [_condition("Ready", False, started, "ContainersNotReady", message),
+                       _condition("ContainersReady", False, started, "ContainersNotReady", message)]
+    conditions.append(_condition("PodScheduled", True, started))
+    status = {
+        "phase": "Succeeded" if completed else ("Running" if any("running" in s["state"] for s in statuses) else "Pending"),
+        "conditions": conditions, "hostIP": node.internal_ip, "hostIPs": [{"ip": node.internal_ip}],
+        "podIP": ip, "podIPs": [{"ip": ip}], "startTime": iso(started), "qosClass": _qos(pod),
+        "containerStatuses": statuses,
+    }
+    if init_statuses:
+        status["initContainerStatuses"] = init_statuses
+    return status

@@ -1,0 +1,65 @@
+"""A running Kubernetes API emulator: ThreadingHTTPServer on 127.0.0.1 in a daemon thread."""
+from __future__ import annotations
+
+import threading
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import yaml
+
+from nasiko_nb.sim.apiserver import KubeApiHandler
+from nasiko_nb.sim.store import Store
+
+
+class _EmulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, store: Store):
+        super().__init__(address, KubeApiHandler)
+        self.store = store
+        self.stopping = threading.Event()
+
+
+class SimServer:
+    """A started emulator; use as a context manager or call stop()."""
+
+    def __init__(self, store: Store, port: int = 0):
+        self.store = store
+        self._httpd = _EmulatorHTTPServer(("127.0.0.1", port), store)
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"sim-apiserver-{self.port}", daemon=True)
+        self._thread.start()
+
+    def write_kubeconfig(self, path, context: str = "nasiko-sim") -> Path:
+        """An ordinary kubeconfig (token user) pointing at this server; kubectl and the client accept any token."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config = {
+            "apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": context,
+            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "users": [{"name": f"{context}-user", "user": {"token": "nasiko-sim-token"}}],
+            "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-user",
+                                                       "namespace": "default"}}],
+        }
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def stop(self) -> None:
+        self._httpd.stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "SimServer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def start_server(store: Store, port: int = 0) -> SimServer:
+    """Serve store on 127.0.0.1 (port 0 picks a free port) until stop()."""
+    return SimServer(store, port)

@@ -1,0 +1,5 @@
+"""Where the tests find the repository and the project's shared documents (a sibling `shared/` folder)."""
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
