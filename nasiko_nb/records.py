@@ -124,7 +124,7 @@ def execute(info: RunbookInfo, output_dir: Path, parameters: dict, *, kubeconfig
     try:
         papermill.execute_notebook(str(info.path), str(notebook_path), parameters=run_parameters,
                                    kernel_name="python3", progress_bar=False, log_output=False,
-                                   cwd=str(info.path.parent))
+                                   cwd=str(info.path.parent), extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except PapermillExecutionError as exc:
         error = _one_line(exc.ename, exc.evalue)
     nb = nbformat.read(notebook_path, as_version=4)

@@ -81,15 +81,14 @@ class Run:
             "api_calls": self.cluster.calls,
         })
 
-    def finish(self):
-        """Show the findings summary and emit the record for the archive."""
+    def finish(self) -> None:
+        """Emit the record for the archive, with a one-line summary for people."""
         from IPython.display import display
 
         record = self.record()
         summary = (f"{self.runbook}: outcome {record['outcome']}, {len(record['findings'])} finding(s), "
                    f"{len(record['changes'])} change(s), {record['api_calls']} API call(s)")
         display({RECORD_MIME: record, "text/plain": summary}, raw=True)
-        return record
 
 
 SECRET_PARAMETER_WORDS = ("password", "token", "secret_value", "api_key", "dockerconfigjson")

@@ -30,11 +30,11 @@ def table(frame: pd.DataFrame, empty: str = "nothing found") -> None:
         display(frame)
 
 
-def filterable(frame: pd.DataFrame, column: str, empty: str = "nothing found") -> widgets.Widget | None:
+def filterable(frame: pd.DataFrame, column: str, empty: str = "nothing found") -> None:
     """Show ``frame`` with a dropdown that filters it by ``column``; headless output shows the whole table."""
     table(frame, empty)
     if frame is None or frame.empty or column not in frame:
-        return None
+        return
     choices = [ALL, *sorted({str(v) for v in frame[column]})]
     picker = widgets.Dropdown(options=choices, value=ALL, description=column)
     out = widgets.Output()
@@ -46,24 +46,22 @@ def filterable(frame: pd.DataFrame, column: str, empty: str = "nothing found") -
             display(frame if value == ALL else frame[frame[column].astype(str) == value])
 
     picker.observe(refresh, names="value")
-    box = widgets.VBox([picker, out])
-    display(box)
-    return box
+    display(widgets.VBox([picker, out]))
 
 
 def fix_panels(cluster: Cluster, plans: list[fixes.Plan], *, dry_run: bool, confirm: str,
-               verify: Callable[[str], object] | None = None, empty: str = "nothing to fix") -> list[fixes.Outcome]:
+               verify: Callable[[str], object] | None = None, empty: str = "nothing to fix") -> None:
     """One panel per plan; headless, only the plan whose target ``confirm`` names is applied."""
     if not plans:
         display(Markdown(f"_{empty}_"))
-        return []
+        return
     targets = [plan.target for plan in plans]
     if not dry_run and confirm not in targets:
         raise fixes.ConfirmationError(
             f"confirm={confirm!r} names none of the targets ({', '.join(targets)}); nothing was changed")
-    return [fix_panel(cluster, plan, dry_run=dry_run or plan.target != confirm, confirm=confirm,
-                      verify=(lambda target=plan.target: verify(target)) if verify else None)
-            for plan in plans]
+    for plan in plans:
+        fix_panel(cluster, plan, dry_run=dry_run or plan.target != confirm, confirm=confirm,
+                  verify=(lambda target=plan.target: verify(target)) if verify else None)
 
 
 def fix_panel(cluster: Cluster, plan: fixes.Plan, *, dry_run: bool, confirm: str,

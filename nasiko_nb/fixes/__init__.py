@@ -85,7 +85,7 @@ def apply_plan(cluster: Cluster, plan: Plan, *, dry_run: bool, confirm: str) -> 
         raise ConfirmationError(
             f"confirm={confirm!r} does not name the target {plan.target!r} of fix {plan.fix}; nothing was changed")
     if plan.blocked:
-        return Outcome(plan, False, f"not applied: {plan.blocked}")
+        raise FixFailed(f"fix {plan.fix} on {plan.target} cannot be applied: {plan.blocked}; nothing was changed")
     results = []
     for change in plan.changes:
         try:
