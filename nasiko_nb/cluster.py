@@ -70,6 +70,11 @@ class Cluster:
     def batch(self) -> client.BatchV1Api:
         return client.BatchV1Api(self.api)
 
+    @property
+    def request_timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds: the client ignores a bare float, so a tuple it is."""
+        return (self.timeout_s, self.timeout_s)
+
     def count_call(self) -> None:
         with self._lock:
             self.calls += 1
@@ -81,7 +86,7 @@ class Cluster:
         try:
             response = self.api.call_api(
                 path, "GET", query_params=params, header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=self.timeout_s,
+                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=self.request_timeout,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise ClusterError(describe_connection_error(self.server, exc)) from None
@@ -94,7 +99,7 @@ class Cluster:
         try:
             response = self.api.call_api(
                 path, "GET", query_params=params, auth_settings=["BearerToken"],
-                _preload_content=False, _request_timeout=self.timeout_s,
+                _preload_content=False, _request_timeout=self.request_timeout,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise ClusterError(describe_connection_error(self.server, exc)) from None

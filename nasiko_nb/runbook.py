@@ -1,13 +1,16 @@
 """The frame every runbook shares: validate and connect, collect findings and changes, emit the record.
 
 A notebook calls :func:`begin` in its first cell after the parameters and :meth:`Run.finish` in its
-last. ``finish`` displays the run's record as a ``application/vnd.nasiko.record+json`` output; the
-archive (``nasiko_nb.records``) lifts it into ``metadata.nasiko`` and the findings JSON, and an
-interactively saved notebook keeps it too.
+last. The run's record is one ``application/vnd.nasiko.record+json`` output shown by ``begin`` and
+updated in place (a display id) whenever findings or changes are added, so a run that stops half-way
+(a refused fix, a lost connection) still leaves its findings and applied changes in the notebook. The
+archive (``nasiko_nb.records``) lifts it into ``metadata.nasiko`` and the findings JSON; a notebook
+saved from JupyterLab keeps it too.
 """
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -37,6 +40,8 @@ class Run:
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     findings: list[Finding] = field(default_factory=list)
     _clock: float = field(default_factory=time.monotonic)
+    _display_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _shown: bool = False
 
     def snapshot(self, namespaces=PLATFORM_NAMESPACES, **kinds) -> Snapshot:
         """Take a snapshot; permission problems join the run's findings instead of stopping it."""
@@ -59,6 +64,7 @@ class Run:
         for finding in findings:
             if finding not in self.findings:
                 self.findings.append(finding)
+        self.publish()
         return self.report
 
     @property
@@ -81,14 +87,24 @@ class Run:
             "api_calls": self.cluster.calls,
         })
 
-    def finish(self) -> None:
-        """Emit the record for the archive, with a one-line summary for people."""
-        from IPython.display import display
+    def publish(self) -> str:
+        """Show the record, or update it where it is already shown; returns its one-line summary."""
+        from IPython.display import display, update_display
 
         record = self.record()
         summary = (f"{self.runbook}: outcome {record['outcome']}, {len(record['findings'])} finding(s), "
                    f"{len(record['changes'])} change(s), {record['api_calls']} API call(s)")
-        display({RECORD_MIME: record, "text/plain": summary}, raw=True)
+        bundle = {RECORD_MIME: record, "text/plain": summary}
+        if self._shown:
+            update_display(bundle, raw=True, display_id=self._display_id)
+        else:
+            display(bundle, raw=True, display_id=self._display_id)
+            self._shown = True
+        return summary
+
+    def finish(self) -> None:
+        """Bring the record up to date and say in one line how the run ended."""
+        print(self.publish())
 
 
 SECRET_PARAMETER_WORDS = ("password", "token", "secret_value", "api_key", "dockerconfigjson")
@@ -104,4 +120,6 @@ def begin(runbook: str, *, kubeconfig: str = "", context: str = "", timeout_s: f
         cluster = connect(kubeconfig or None, context or None, timeout_s=timeout_s)
     except ClusterError as exc:
         raise RunbookInputError(str(exc)) from None
-    return Run(runbook=runbook, params={"context": context, **params}, cluster=cluster)
+    run = Run(runbook=runbook, params={"context": context, **params}, cluster=cluster)
+    run.publish()
+    return run

@@ -13,7 +13,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from nasiko_nb import fixes
-from nasiko_nb.cluster import Cluster
+from nasiko_nb.runbook import Run
 
 ALL = "(all)"
 
@@ -49,7 +49,7 @@ def filterable(frame: pd.DataFrame, column: str, empty: str = "nothing found") -
     display(widgets.VBox([picker, out]))
 
 
-def fix_panels(cluster: Cluster, plans: list[fixes.Plan], *, dry_run: bool, confirm: str,
+def fix_panels(run: Run, plans: list[fixes.Plan], *, dry_run: bool, confirm: str,
                verify: Callable[[str], object] | None = None, empty: str = "nothing to fix") -> None:
     """One panel per plan; headless, only the plan whose target ``confirm`` names is applied."""
     if not plans:
@@ -60,18 +60,24 @@ def fix_panels(cluster: Cluster, plans: list[fixes.Plan], *, dry_run: bool, conf
         raise fixes.ConfirmationError(
             f"confirm={confirm!r} names none of the targets ({', '.join(targets)}); nothing was changed")
     for plan in plans:
-        fix_panel(cluster, plan, dry_run=dry_run or plan.target != confirm, confirm=confirm,
+        fix_panel(run, plan, dry_run=dry_run or plan.target != confirm, confirm=confirm,
                   verify=(lambda target=plan.target: verify(target)) if verify else None)
 
 
-def fix_panel(cluster: Cluster, plan: fixes.Plan, *, dry_run: bool, confirm: str,
+def fix_panel(run: Run, plan: fixes.Plan, *, dry_run: bool, confirm: str,
               verify: Callable[[], object] | None = None) -> fixes.Outcome:
-    """Show the plan, apply it if the parameters say so, and offer a confirm button for interactive use."""
+    """Show the plan, apply it if the parameters say so, and offer a confirm button for interactive use.
+
+    The run's record is refreshed after every attempt, applied or refused, so it lists each change made.
+    """
     display(Markdown(f"**Fix `{plan.fix}` on `{plan.target}`**" + "".join(f"\n- {n}" for n in plan.notes)))
     table(plan.to_frame(), "no change needed")
     if plan.blocked:
         display(Markdown(f"**Blocked:** {plan.blocked}"))
-    outcome = fixes.apply_plan(cluster, plan, dry_run=dry_run, confirm=confirm)
+    try:
+        outcome = fixes.apply_plan(run.cluster, plan, dry_run=dry_run, confirm=confirm)
+    finally:
+        run.publish()
     display(Markdown(f"_{outcome.message}_"))
     if outcome.applied and verify is not None:
         display(verify())
@@ -83,7 +89,10 @@ def fix_panel(cluster: Cluster, plan: fixes.Plan, *, dry_run: bool, confirm: str
     def on_click(_):
         button.disabled = True
         with out:
-            result = fixes.apply_plan(cluster, plan, dry_run=False, confirm=plan.target)
+            try:
+                result = fixes.apply_plan(run.cluster, plan, dry_run=False, confirm=plan.target)
+            finally:
+                run.publish()
             display(Markdown(f"_{result.message}_"))
             if verify is not None:
                 display(verify())

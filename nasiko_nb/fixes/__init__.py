@@ -114,7 +114,7 @@ def _send(cluster: Cluster, change: Change) -> dict:
     cluster.count_call()
     response = cluster.api.call_api(change.path, method, header_params=headers, body=change.body,
                                     auth_settings=["BearerToken"], _preload_content=False,
-                                    _request_timeout=cluster.timeout_s)
+                                    _request_timeout=cluster.request_timeout)
     return json.loads(response[0].data or b"{}")
 
 

@@ -64,6 +64,7 @@ class KubeApiHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "nasiko-sim-apiserver/1.34"
+    disable_nagle_algorithm = True   # as a real API server: no delayed-ACK stall per keep-alive request
 
     @property
     def store(self) -> Store:

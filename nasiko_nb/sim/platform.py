@@ -910,7 +910,7 @@ def add_extra_pods(cluster: Cluster, count: int) -> None:
     """``count`` more healthy pods (Deployments of 1..5 replicas) spread over namespaces, for scale tests."""
     if count <= 0:
         return
-    namespaces = ["nasiko-agents", "default", "nasiko", "kube-system"]
+    namespaces = ["nasiko-agents", "nasiko"]   # where the runbooks read, so scale tests load what they list
     rng = random.Random(count)
     made, index = 0, 0
     pods_by_ns: dict[str, list[dict]] = {}
