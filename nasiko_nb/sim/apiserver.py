@@ -59,6 +59,10 @@ def _object_key(obj: dict) -> tuple[str, str]:
     return metadata.get("namespace", ""), metadata["name"]
 
 
+FAULT_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
+                 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
+
+
 class KubeApiHandler(BaseHTTPRequestHandler):
     """One HTTP request against the emulated API server; the store is on the server object."""
 
@@ -117,7 +121,10 @@ class KubeApiHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         self.query = {key: values[-1] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
         body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+        fault = next((f for f in getattr(self.server, "faults", ()) if f.matches(method, url.path)), None)
         try:
+            if fault is not None:
+                raise ApiError(fault.status, FAULT_REASONS.get(fault.status, "InternalError"), fault.message)
             self._route(method, [part for part in url.path.split("/") if part], body)
         except ApiError as error:
             self._send_error(error)

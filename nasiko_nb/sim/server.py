@@ -1,7 +1,9 @@
 """A running Kubernetes API emulator: ThreadingHTTPServer on 127.0.0.1 in a daemon thread."""
 from __future__ import annotations
 
+import re
 import threading
+from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -9,6 +11,19 @@ import yaml
 
 from nasiko_nb.sim.apiserver import KubeApiHandler
 from nasiko_nb.sim.store import Store
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An injected API error: requests whose method and path match answer ``status`` with a Status body."""
+
+    status: int
+    path: str            # regular expression searched in the URL path
+    method: str = "GET"
+    message: str = "injected fault"
+
+    def matches(self, method: str, path: str) -> bool:
+        return method == self.method and re.search(self.path, path) is not None
 
 
 class _EmulatorHTTPServer(ThreadingHTTPServer):
@@ -19,6 +34,7 @@ class _EmulatorHTTPServer(ThreadingHTTPServer):
         super().__init__(address, KubeApiHandler)
         self.store = store
         self.stopping = threading.Event()
+        self.faults: list[Fault] = []
 
 
 class SimServer:
@@ -46,6 +62,10 @@ class SimServer:
         }
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
+
+    def inject(self, fault: Fault) -> None:
+        """Make matching requests fail from now on (reliability tests, RBAC demos)."""
+        self._httpd.faults.append(fault)
 
     def stop(self) -> None:
         self._httpd.stopping.set()

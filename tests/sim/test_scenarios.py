@@ -264,7 +264,7 @@ def test_extra_pods_scale():
     assert len(pods) >= 5000 + 20
     assert elapsed < 10, f"building 5000 extra pods took {elapsed:.1f}s"
     namespaces = {p["metadata"]["namespace"] for p in pods if p["metadata"]["name"].startswith("load-")}
-    assert len(namespaces) >= 3
+    assert namespaces == {"nasiko", "nasiko-agents"}  # where the runbooks read, so scale runs load what they list
 
 
 @pytest.mark.parametrize("name, planted", [("image-pull-unauthorized", REVOKED_DO_TOKEN),
