@@ -49,7 +49,11 @@ class ImageRef:
 
 
 def parse_image(image: str) -> ImageRef:
-    """Parse an image reference the way the Docker reference grammar does (default tag latest)."""
+    """Parse an image reference the way the Docker reference grammar does (default tag latest).
+
+    Deliberately separate from ``nasiko_nb.images``: the simulated runtime is the oracle the detectors
+    are tested against, and a shared parser would hide a parsing bug from both sides.
+    """
     if not image or image != image.strip():
         raise InvalidReference("invalid reference format")
     name, digest = image, None
