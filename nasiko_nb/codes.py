@@ -304,6 +304,49 @@ _entry("resources/orphaned-configmaps", "info", "Orphaned agent ConfigMaps",
        _SCHED, "3-clean-up-unused-resources",
        "Finished build Jobs leave ConfigMaps agent-files-<agent>-<ts> behind; delete them.")
 
+_entry("registry/ecr-refresher-missing", "critical", "ECR credential refresher missing",
+       "CronJob {cronjob} in {namespace} does not exist: ECR tokens in the registry secrets expire after 12 h.",
+       "15-aws-ecr", "aws-ecr",
+       "Use the ECR credential refresher CronJob (deployed by the setup script) to refresh tokens before expiry.")
+_entry("registry/ecr-refresher-failing", "critical", "ECR credential refresher failing",
+       "CronJob {cronjob} in {namespace} is not refreshing: {detail}.",
+       "15-aws-ecr", "aws-ecr",
+       "Check the refresher's last Job log (`kubectl logs -n default job/<job>`) and its ServiceAccount's AWS access.")
+_entry("registry/ecr-secret-stale", "critical", "ECR secret not refreshed",
+       "Secret {secret} in {namespace} holds an ECR token from {age} ago; ECR tokens expire after 12 h.",
+       "15-aws-ecr", "aws-ecr",
+       "The refresher recreates only regcred; extend it to agent-registry-credentials or refresh it now.")
+
+# --- provider/* : the registry provider's own API (DigitalOcean, AWS, a Registry v2 endpoint) -------------
+_entry("provider/unauthorized", "critical", "Provider API rejects the credentials",
+       "{provider} rejected the API credentials: {detail}.",
+       "11-reset-registry-credentials", "provider-specific-notes",
+       "Check the API token (`DIGITALOCEAN_TOKEN`, or the AWS credential chain) is valid and not expired.")
+_entry("provider/forbidden", "critical", "Provider API refuses the action",
+       "{provider} refused {action}: {detail}.",
+       "11-reset-registry-credentials", "provider-specific-notes",
+       "The API token lacks the scope for this action; use a token with registry read/write scope.")
+_entry("provider/not-found", "warning", "Provider object not found",
+       "{provider} has no {what}.",
+       "14-digitalocean-registry", "provider-specific-notes",
+       "Check the registry and repository names (`doctl registry get`, `doctl registry repository list`).")
+_entry("provider/rate-limited", "warning", "Provider API rate limit",
+       "{provider} answered 429 Too Many Requests: {detail}.",
+       "14-digitalocean-registry", "provider-specific-notes",
+       "Wait for the rate-limit window to pass and run again.")
+_entry("provider/unreachable", "critical", "Provider API unreachable",
+       "{provider} at {endpoint} cannot be reached: {detail}.",
+       "14-digitalocean-registry", "provider-specific-notes",
+       "Check network access to the provider API from where the runbook runs.")
+_entry("provider/unavailable", "warning", "Provider API error",
+       "{provider} answered a server error: {detail}.",
+       "14-digitalocean-registry", "provider-specific-notes",
+       "A provider-side problem: retry later or check the provider's status page.")
+_entry("provider/error", "warning", "Provider API error",
+       "{provider} answered an error: {detail}.",
+       "14-digitalocean-registry", "provider-specific-notes",
+       "Read the provider's message; run the runbook again once it is resolved.")
+
 # --- cluster/* : reaching the cluster at all -------------------------------------------------------------
 _entry("cluster/unreachable", "critical", "Cluster unreachable",
        "The Kubernetes API at {server} cannot be reached: {error}.",

@@ -124,6 +124,8 @@ def _docker_auths(config_key: str, data: dict, string_data: dict) -> tuple[list[
                 problems.append(f"auth of {host} is not user:password")
                 continue
         password = password or entry.get("identitytoken") or ""
+        if password and username == password:  # DigitalOcean issues <token>:<token>: the user IS the secret
+            username = f"(token {fingerprint(password)})"
         auths.append(DockerAuth(host=host, username=username, fingerprint=fingerprint(password) if password else ""))
     return auths, "; ".join(problems) or None
 

@@ -252,6 +252,7 @@ NAMESPACED_KINDS = {
     "deployments": ("/apis/apps/v1", "Deployment", "apps/v1"),
     "replicasets": ("/apis/apps/v1", "ReplicaSet", "apps/v1"),
     "jobs": ("/apis/batch/v1", "Job", "batch/v1"),
+    "cronjobs": ("/apis/batch/v1", "CronJob", "batch/v1"),
 }
 CLUSTER_KINDS = {
     "namespaces": ("/api/v1", "Namespace", "v1"),

@@ -26,13 +26,13 @@ def counts(tmp_path_factory):
     return {n: snapshot_counts(tmp, n) for n in (0, 2000)}
 
 
-def test_default_kinds_are_the_documented_nine_and_two():
-    assert len(NAMESPACED_KINDS) == 9 and len(CLUSTER_KINDS) == 2 and len(PLATFORM_NAMESPACES) == 3
+def test_default_kinds_are_the_documented_ten_and_two():
+    assert len(NAMESPACED_KINDS) == 10 and len(CLUSTER_KINDS) == 2 and len(PLATFORM_NAMESPACES) == 3
 
 
-def test_call_count_is_two_plus_nine_per_namespace(counts):
+def test_call_count_is_two_plus_ten_per_namespace(counts):
     expected = len(CLUSTER_KINDS) + len(NAMESPACED_KINDS) * len(PLATFORM_NAMESPACES)
-    assert expected == 2 + 9 * len(PLATFORM_NAMESPACES) == 29
+    assert expected == 2 + 10 * len(PLATFORM_NAMESPACES) == 32
     client, server, _ = counts[0]
     assert (client, server) == (expected, expected)
 
@@ -51,7 +51,7 @@ def test_call_count_for_other_namespaces(tmp_path):
         for namespaces in (["nasiko-agents"], ["nasiko", "nasiko-agents", "buildkit", "default"]):
             client_before, server_before = cluster.calls, server.store.request_count
             take_snapshot(cluster, namespaces=namespaces)
-            expected = 2 + 9 * len(namespaces)
+            expected = 2 + 10 * len(namespaces)
             assert (cluster.calls - client_before, server.store.request_count - server_before) == (expected, expected)
     finally:
         server.stop()

@@ -18,11 +18,12 @@ from nasiko_nb.snapshot import Snapshot
 from tests.paths import SHARED
 
 GUIDE = SHARED / "guide/kubernetes-troubleshooting.md"
-FAMILIES = {"registry", "image-pull", "buildkit", "build", "scheduling", "routing", "resources", "cluster"}
+FAMILIES = {"registry", "image-pull", "buildkit", "build", "scheduling", "routing", "resources", "cluster", "provider"}
 RUNBOOKS = {"01-registry-name-mismatch", "02-registry-401-unauthorized", "03-buildkit-job-pending",
             "04-build-job-failed", "05-image-pull-backoff", "06-secret-management", "07-agent-chat-404",
             "08-buildkit-unreachable", "09-cluster-out-of-resources", "10-cluster-health",
-            "11-reset-registry-credentials"}
+            "11-reset-registry-credentials", "12-restart-deployment", "13-clean-slate-reset",
+            "14-digitalocean-registry", "15-aws-ecr"}
 
 
 # --- codes ----------------------------------------------------------------------------------------------
