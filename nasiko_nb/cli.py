@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -151,12 +152,28 @@ def connection(args):
             server = sim.start(args.demo, args.snapshot)
             try:
                 name = f"sim-{args.demo}" if args.demo else "sim-snapshot"
-                yield str(server.write_kubeconfig(Path(tmp) / "kubeconfig", context=name)), name
+                with environment(server.environment()):
+                    yield str(server.write_kubeconfig(Path(tmp) / "kubeconfig", context=name)), name
             finally:
                 server.stop()
         return
     cluster = connect(args.kubeconfig or None, args.context or None, timeout_s=args.timeout)
     yield args.kubeconfig, args.context or cluster.context
+
+
+@contextlib.contextmanager
+def environment(variables: dict[str, str]):
+    """Set variables for the runbook kernels (they inherit this process's environment), then restore."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def print_result(result: records.RunResult, seconds: float) -> None:
@@ -187,6 +204,13 @@ def cmd_sim(args) -> int:
     server.write_kubeconfig(kubeconfig, context=name)
     print(f"serving {name} at {server.url}", flush=True)
     print(f"kubeconfig: {kubeconfig}", flush=True)
+    for variable, value in server.environment().items():
+        if variable == "DIGITALOCEAN_TOKEN":   # a secret: written to a file, never printed
+            token_file = kubeconfig.parent / "digitalocean-token"
+            token_file.write_text(value)
+            token_file.chmod(0o600)
+            variable, value = "DIGITALOCEAN_TOKEN_FILE", str(token_file)
+        print(f"export {variable}={value}", flush=True)
     print(f"try: kubectl --kubeconfig {kubeconfig} get pods -A", flush=True)
     try:
         while True:

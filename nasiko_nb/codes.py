@@ -72,6 +72,11 @@ _entry("registry/secret-wrong-registry-host", "critical", "Registry secret is fo
        "Secret {secret} has credentials for {hosts}, not for {registry}.",
        "11-reset-registry-credentials", "pattern-1-reset-registry-credentials",
        "Recreate the secret from credentials for the registry the images are pushed to.")
+_entry("registry/credentials-inconsistent", "warning", "Registry secrets differ",
+       "The platform's registry secrets hold {count} different credentials for {registry}.",
+       "06-secret-management", "secret-management",
+       "regcred (nasiko, buildkit) and agent-registry-credentials (nasiko-agents) must hold the same fresh "
+       "read-write credentials; reset them together (pattern 1).")
 _entry("registry/wrong-user", "critical", "Registry credentials belong to another user",
        "Secret {secret} holds credentials of user {user}, not of the registry owner {expected_user}.",
        "02-registry-401-unauthorized", "problem-buildkit-job-fails-with-401-unauthorized",

@@ -8,7 +8,7 @@ def secret_forms(values=SECRET_VALUES, users=(REGISTRY_USER,)) -> set[str]:
     forms = set()
     for value in values:
         forms.add(value)
-        for raw in (value, *(f"{user}:{value}" for user in users)):
+        for raw in (value, f"{value}:{value}", *(f"{user}:{value}" for user in users)):
             encoded = base64.b64encode(raw.encode()).decode()
             forms |= {encoded, encoded.rstrip("="), base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")}
     return forms

@@ -22,6 +22,13 @@ EXPECTED_05 = {
     # a private Docker Hub image while the pull secret only has DigitalOcean credentials
     "image-pull-forbidden": {"image-pull/pull-secret-wrong-registry"},
     "image-pull-invalid-name": {"image-pull/invalid-name"},
+    # registry scenarios: the agents running before the credentials broke still run; only a build Job failed
+    "registry-401-read-only-token": set(),
+    "registry-401-expired-token": set(),
+    "registry-401-wrong-user": set(),
+    "registry-401-revoked-token": set(),
+    "registry-name-mismatch": set(),
+    "registry-secrets-inconsistent": set(),
 }
 
 
@@ -63,8 +70,10 @@ def test_triage_runs_every_detector_and_points_onward(tmp_path, capsys):
     assert main(["demo", "image-pull-unauthorized", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     record = record_of(tmp_path, "00-triage")
-    assert {f["code"] for f in record["findings"]} == {"image-pull/unauthorized"}
-    assert record["findings"][0]["next"] == "02-registry-401-unauthorized"
+    by_code = {f["code"]: f for f in record["findings"]}
+    # agent-registry-credentials holds a revoked token while regcred holds the good one
+    assert set(by_code) == {"image-pull/unauthorized", "registry/credentials-inconsistent"}
+    assert by_code["image-pull/unauthorized"]["next"] == "02-registry-401-unauthorized"
     assert "image-pull/unauthorized" in out and "record: " in out
     html = next(tmp_path.glob("*.html")).read_text()
     assert "image-pull/unauthorized" in html and "run.snapshot(" not in html  # report view: code hidden

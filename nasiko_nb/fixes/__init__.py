@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Callable
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -54,13 +55,18 @@ class Change:
 
 @dataclass
 class Plan:
-    """What a fix would do to one target; ``blocked`` explains why it cannot be applied as it stands."""
+    """What a fix would do to one target; ``blocked`` explains why it cannot be applied as it stands.
+
+    ``executor`` replaces the plain one-request-per-change application, after the same dry-run and
+    confirm checks, for fixes that must read, write and roll back together.
+    """
 
     fix: str
     target: str
     changes: list[Change]
     blocked: str = ""
     notes: list[str] = field(default_factory=list)
+    executor: Callable[[Cluster, "Plan"], "Outcome"] | None = field(default=None, repr=False)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([c.summary() for c in self.changes], columns=["verb", "resource", "change", "body"])
@@ -81,11 +87,11 @@ def apply_plan(cluster: Cluster, plan: Plan, *, dry_run: bool, confirm: str) -> 
     """Apply ``plan`` if the caller opted in; raises ConfirmationError when confirm names another target."""
     if dry_run:
         return Outcome(plan, False, f"dry run: nothing changed (set dry_run=False and confirm={plan.target!r} to apply)")
-    if confirm != plan.target:
-        raise ConfirmationError(
-            f"confirm={confirm!r} does not name the target {plan.target!r} of fix {plan.fix}; nothing was changed")
+    require_confirmation(plan, confirm)
     if plan.blocked:
         raise FixFailed(f"fix {plan.fix} on {plan.target} cannot be applied: {plan.blocked}; nothing was changed")
+    if plan.executor is not None:   # fixes whose writes need more than one request each (e.g. all-or-nothing)
+        return plan.executor(cluster, plan)
     results = []
     for change in plan.changes:
         try:
@@ -95,12 +101,23 @@ def apply_plan(cluster: Cluster, plan: Plan, *, dry_run: bool, confirm: str) -> 
             done = f" ({len(results)} of {len(plan.changes)} changes were applied before it)" if results else ""
             raise FixFailed(f"{change.verb} {change.resource} was refused: {failure.status} {failure.reason}: "
                             f"{failure.message}{done}") from None
-        entry = {"fix": plan.fix, "target": plan.target, **change.summary(),
-                 "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "resourceVersion": (response or {}).get("metadata", {}).get("resourceVersion", "")}
-        JOURNAL.append(entry)
-        results.append(entry)
+        results.append(record(plan, change, response))
     return Outcome(plan, True, f"applied {len(results)} change(s) to {plan.target}", results)
+
+
+def require_confirmation(plan: Plan, confirm: str) -> None:
+    if confirm != plan.target:
+        raise ConfirmationError(
+            f"confirm={confirm!r} does not name the target {plan.target!r} of fix {plan.fix}; nothing was changed")
+
+
+def record(plan: Plan, change: Change, response: dict | None = None) -> dict:
+    """Journal one applied change (its summary is redacted by construction) and return the entry."""
+    entry = {"fix": plan.fix, "target": plan.target, **change.summary(),
+             "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "resourceVersion": (response or {}).get("metadata", {}).get("resourceVersion", "")}
+    JOURNAL.append(entry)
+    return entry
 
 
 def _send(cluster: Cluster, change: Change) -> dict:

@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from nasiko_nb.sim.controllers import Controllers, nodes_from_objects
+from nasiko_nb.sim.digitalocean import start_digitalocean
 from nasiko_nb.sim.kubelet import RegistryWorld
-from nasiko_nb.sim.platform import SECRET_VALUES
+from nasiko_nb.sim.platform import FIXED_SECRET_VALUES, PLATFORM_REGISTRY, SECRET_VALUES, Cluster
 from nasiko_nb.sim.replay import SnapshotError, load_snapshot
 from nasiko_nb.sim.scenarios import SCENARIOS, UnknownScenario, build
 from nasiko_nb.sim.server import SimServer, start_server
@@ -34,7 +35,10 @@ def build_store(scenario: str | None = None, snapshot: str | Path | None = None,
         nodes = nodes_from_objects([o for o in objects if o["kind"] == "Node"])
         Controllers(store, RegistryWorld(permissive=True), nodes).attach()
         return store
-    cluster = build(scenario or "healthy", extra_pods=extra_pods)
+    return _scenario_store(build(scenario or "healthy", extra_pods=extra_pods))
+
+
+def _scenario_store(cluster: Cluster) -> Store:
     store = Store()
     store.load(cluster.objects)
     for (namespace, pod, container, previous), text in cluster.logs.items():
@@ -45,7 +49,21 @@ def build_store(scenario: str | None = None, snapshot: str | Path | None = None,
 
 def start(scenario: str | None = "healthy", snapshot: str | Path | None = None, *, port: int = 0,
           writable_snapshot: bool = False, extra_pods: int = 0) -> SimServer:
-    """Serve a scenario (or a snapshot, which takes precedence) on 127.0.0.1; returns the running server."""
-    store = build_store(None if snapshot is not None else scenario, snapshot,
-                        writable_snapshot=writable_snapshot, extra_pods=extra_pods)
-    return start_server(store, port)
+    """Serve a scenario (or a snapshot, which takes precedence) on 127.0.0.1; returns the running server.
+
+    A scenario also gets its fake DigitalOcean (API, token service, registry) over HTTPS, sharing the
+    cluster's DOWorld; ``server.environment()`` tells a runbook kernel how to reach it.
+    """
+    if snapshot is not None:
+        return start_server(build_store(None, snapshot, writable_snapshot=writable_snapshot), port)
+    cluster = build(scenario or "healthy", extra_pods=extra_pods)
+    digitalocean = start_digitalocean(cluster.digitalocean)
+    try:
+        server = start_server(_scenario_store(cluster), port)
+    except BaseException:
+        digitalocean.stop()
+        raise
+    server.scenario = scenario or "healthy"
+    server.attach_digitalocean(digitalocean, cluster.digitalocean_token, PLATFORM_REGISTRY)
+    server.plant_secrets((*FIXED_SECRET_VALUES, *cluster.secret_values))
+    return server

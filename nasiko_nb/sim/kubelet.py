@@ -12,9 +12,12 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Iterable, Mapping
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from nasiko_nb.sim.digitalocean import DOWorld
 
 CLUSTER_DNS = "10.245.0.10"
 DOCKER_HUB = "docker.io"
@@ -103,10 +106,15 @@ class Registry:
 
 @dataclass
 class RegistryWorld:
-    """Every registry host reachable from the cluster; ``permissive`` accepts any image (snapshot replay)."""
+    """Every registry host reachable from the cluster; ``permissive`` accepts any image (snapshot replay).
+
+    Registries of style "digitalocean" are decided by ``digitalocean`` (the simulated DigitalOcean's
+    accounts, tokens and repositories), so the kubelet and the fake DigitalOcean API never disagree.
+    """
 
     registries: dict[str, Registry] = field(default_factory=dict)
     permissive: bool = False
+    digitalocean: "DOWorld | None" = None
 
     def add(self, registry: Registry) -> Registry:
         self.registries[registry.host] = registry
@@ -172,10 +180,54 @@ def _refusal(registry: Registry, ref: ImageRef) -> str:
                 f"from GET request to https://api.digitalocean.com/v2/registry/auth?scope={scope}"
                 f"&service={registry.host}: 401 Unauthorized")
     if registry.style == "dockerhub":
-        return (_unpack_prefix(ref, "Unknown") + "pull access denied, repository does not exist or may require "
-                "authorization: server message: insufficient_scope: authorization failed")
+        return _insufficient_scope(ref)
     return (_unpack_prefix(ref, "Unknown") + f"unexpected status from HEAD request to "
             f"https://{registry.host}/v2/{ref.repository}/manifests/{ref.reference}: 401 Unauthorized")
+
+
+def _insufficient_scope(ref: ImageRef) -> str:
+    """containerd's text when the token service authenticated the client but granted nothing on the repository."""
+    return (_unpack_prefix(ref, "Unknown") + "pull access denied, repository does not exist or may require "
+            "authorization: server message: insufficient_scope: authorization failed")
+
+
+def _not_found(ref: ImageRef) -> str:
+    return _unpack_prefix(ref, "NotFound") + f"{ref.full}: not found"
+
+
+def digitalocean_access(world: "DOWorld", password: str | None, repository: str, at: datetime) -> frozenset[str] | None:
+    """What DigitalOcean's token service grants ``password`` on ``repository`` ("<registry>/<repo>") at ``at``.
+
+    None means it answers 401 (unknown, revoked or expired token); an empty set means the token is
+    valid but the repository is not under the token's account's registry.
+    """
+    with world.lock:
+        token = world.tokens.get(password or "")
+        if token is None or not token.usable(at):
+            return None
+        account = world.accounts.get(token.account)
+        registry_name, _, rest = repository.partition("/")
+        if account is None or not rest or registry_name not in {r.name for r in account.registries}:
+            return frozenset()
+        return frozenset({"pull", "push"} if token.read_write else {"pull"})
+
+
+def _try_digitalocean_pull(registry: Registry, world: "DOWorld", ref: ImageRef,
+                           credential: tuple[str, str] | None, at: datetime) -> tuple[str | None, str]:
+    """(error text or None, image digest) of a pull from registry.digitalocean.com as DigitalOcean decides it."""
+    granted = digitalocean_access(world, credential[1] if credential else None, ref.repository, at)
+    if granted is None:
+        return _refusal(registry, ref), ""
+    if "pull" not in granted:
+        return _insufficient_scope(ref), ""
+    registry_name, _, repository = ref.repository.partition("/")
+    with world.lock:
+        stored = world.find_registry(registry_name)
+        manifests = list(stored.repositories.get(repository, [])) if stored else []
+    for manifest in manifests:
+        if (ref.digest and manifest.digest == ref.digest) or (not ref.digest and ref.tag in manifest.tags):
+            return None, manifest.digest
+    return _not_found(ref), ""
 
 
 def _try_pull(registry: Registry, ref: ImageRef, credential: tuple[str, str] | None) -> str | None:
@@ -189,13 +241,16 @@ def _try_pull(registry: Registry, ref: ImageRef, credential: tuple[str, str] | N
     if tags is None and registry.style == "dockerhub":
         return _refusal(registry, ref)
     if tags is None or (ref.tag and ref.tag not in tags and not ref.digest):
-        return _unpack_prefix(ref, "NotFound") + f"{ref.full}: not found"
+        return _not_found(ref)
     return None
 
 
 def pull_image(image: str, pull_secret_names: Iterable[str], secrets: Mapping[str, dict],
-               world: RegistryWorld) -> PullOutcome:
-    """Decide one container image pull from the image, the pod's imagePullSecrets and the namespace's Secrets."""
+               world: RegistryWorld, at: datetime | None = None) -> PullOutcome:
+    """Decide one container image pull from the image, the pod's imagePullSecrets and the namespace's Secrets.
+
+    ``at`` is when the kubelet pulls (default now): a token that expired since still pulled then.
+    """
     names = list(pull_secret_names)
     missing = tuple(name for name in names if name not in secrets)
     try:
@@ -212,11 +267,15 @@ def pull_image(image: str, pull_secret_names: Iterable[str], secrets: Mapping[st
         return PullOutcome(image, reason="ErrImagePull", message=message, missing_secrets=missing)
     credentials = [docker_credentials(secrets[name]).get(ref.host) for name in names if name in secrets]
     attempts = [c for c in credentials if c is not None] or [None]
+    at = at or datetime.now(timezone.utc)
     error = None
     for credential in attempts:
-        error = _try_pull(registry, ref, credential)
+        if registry.style == "digitalocean" and world.digitalocean is not None:
+            error, digest = _try_digitalocean_pull(registry, world.digitalocean, ref, credential, at)
+        else:
+            error, digest = _try_pull(registry, ref, credential), image_digest(ref)
         if error is None:
-            return PullOutcome(image, image_id=f"{ref.host}/{ref.repository}@{image_digest(ref)}", missing_secrets=missing)
+            return PullOutcome(image, image_id=f"{ref.host}/{ref.repository}@{digest}", missing_secrets=missing)
     return PullOutcome(image, reason="ErrImagePull", message=error, missing_secrets=missing)
 
 
@@ -361,10 +420,12 @@ class Node:
 
 def run_pod(pod: dict, node: Node, secrets: Mapping[str, dict], world: RegistryWorld, now: datetime,
             *, started: datetime, run_to_completion: bool = False, expire_events: bool = True,
-            restarts: Mapping[str, int] | None = None) -> tuple[dict, list[dict]]:
+            restarts: Mapping[str, int] | None = None,
+            exit_codes: Mapping[str, int] | None = None) -> tuple[dict, list[dict]]:
     """Schedule ``pod`` on ``node`` at ``started`` and derive its status and events as of ``now``.
 
-    ``run_to_completion`` is for Job pods whose containers have exited 0 (phase Succeeded).
+    ``run_to_completion`` is for Job pods whose containers have exited: 0 (phase Succeeded) unless
+    ``exit_codes`` names a container that exited non-zero (restartPolicy Never: phase Failed).
     """
     sink = EventSink(now, expire=expire_events)
     spec, meta = pod["spec"], pod["metadata"]
@@ -386,7 +447,7 @@ def run_pod(pod: dict, node: Node, secrets: Mapping[str, dict], world: RegistryW
         if blocked_by:
             init_statuses.append(_waiting_status(container, "PodInitializing", ""))
             continue
-        outcome = pull_image(container["image"], pull_secrets, secrets, world)
+        outcome = pull_image(container["image"], pull_secrets, secrets, world, at=clock)
         if not outcome.ok:
             reason = _failed_pull_events(sink, pod, container, outcome, True, node.name, clock)
             init_statuses.append(_waiting_status(container, reason, _waiting_message(reason, outcome)))
@@ -403,7 +464,7 @@ def run_pod(pod: dict, node: Node, secrets: Mapping[str, dict], world: RegistryW
             statuses.append(_waiting_status(container, "PodInitializing", ""))
             unready.append(container["name"])
             continue
-        outcome = pull_image(container["image"], pull_secrets, secrets, world)
+        outcome = pull_image(container["image"], pull_secrets, secrets, world, at=clock)
         if not outcome.ok:
             reason = _failed_pull_events(sink, pod, container, outcome, False, node.name, clock)
             statuses.append(_waiting_status(container, reason, _waiting_message(reason, outcome)))
@@ -413,7 +474,8 @@ def run_pod(pod: dict, node: Node, secrets: Mapping[str, dict], world: RegistryW
         began = clock + timedelta(seconds=3)
         if run_to_completion:
             ended = max(began + timedelta(seconds=30), min(now, began + timedelta(seconds=95)))
-            statuses.append(_terminated_status(container, outcome, meta["uid"], began, ended))
+            statuses.append(_terminated_status(container, outcome, meta["uid"], began, ended,
+                                               (exit_codes or {}).get(container["name"], 0)))
         else:
             statuses.append(_running_status(container, outcome, meta["uid"], began, restarts.get(container["name"], 0)))
 
@@ -440,12 +502,14 @@ def _running_status(container: dict, outcome: PullOutcome, uid: str, began: date
             "lastState": {}}
 
 
-def _terminated_status(container: dict, outcome: PullOutcome, uid: str, began: datetime, ended: datetime) -> dict:
+def _terminated_status(container: dict, outcome: PullOutcome, uid: str, began: datetime, ended: datetime,
+                       exit_code: int = 0) -> dict:
     return {"name": container["name"], "image": container["image"], "imageID": outcome.image_id,
             "containerID": _container_id(uid, container["name"]), "ready": False, "restartCount": 0,
             "started": False, "lastState": {},
-            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": iso(began),
-                                     "finishedAt": iso(ended), "containerID": _container_id(uid, container["name"])}}}
+            "state": {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                                     "startedAt": iso(began), "finishedAt": iso(ended),
+                                     "containerID": _container_id(uid, container["name"])}}}
 
 
 def _condition(kind: str, ok: bool, at: datetime, reason: str = "", message: str = "") -> dict:
@@ -470,6 +534,7 @@ def _pod_status(pod: dict, node: Node, started: datetime, init_statuses: list[di
                 unready: list[str], blocked_by: str | None, completed: bool) -> dict:
     ip = node.allocate_ip()
     completed = completed and blocked_by is None and not unready
+    failed = completed and any(s["state"].get("terminated", {}).get("exitCode", 0) != 0 for s in statuses)
     ready = not unready and not completed
     conditions = [
         _condition("PodReadyToStartContainers", True, started + timedelta(seconds=1)),
@@ -478,8 +543,9 @@ def _pod_status(pod: dict, node: Node, started: datetime, init_statuses: list[di
                      if blocked_by else ())),
     ]
     if completed:
-        conditions += [_condition("Ready", False, started + timedelta(seconds=60), "PodCompleted"),
-                       _condition("ContainersReady", False, started + timedelta(seconds=60), "PodCompleted")]
+        reason = "PodFailed" if failed else "PodCompleted"
+        conditions += [_condition("Ready", False, started + timedelta(seconds=60), reason),
+                       _condition("ContainersReady", False, started + timedelta(seconds=60), reason)]
     elif ready:
         conditions += [_condition("Ready", True, started + timedelta(seconds=8)),
                        _condition("ContainersReady", True, started + timedelta(seconds=8))]
@@ -489,7 +555,7 @@ def _pod_status(pod: dict, node: Node, started: datetime, init_statuses: list[di
                        _condition("ContainersReady", False, started, "ContainersNotReady", message)]
     conditions.append(_condition("PodScheduled", True, started))
     status = {
-        "phase": "Succeeded" if completed else ("Running" if any("running" in s["state"] for s in statuses) else "Pending"),
+        "phase": ("Failed" if failed else "Succeeded") if completed else ("Running" if any("running" in s["state"] for s in statuses) else "Pending"),
         "conditions": conditions, "hostIP": node.internal_ip, "hostIPs": [{"ip": node.internal_ip}],
         "podIP": ip, "podIPs": [{"ip": ip}], "startTime": iso(started), "qosClass": _qos(pod),
         "containerStatuses": statuses,

@@ -12,15 +12,22 @@ import copy
 import hashlib
 import json
 import random
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
-from nasiko_nb.sim.kubelet import EventSink, Node, Registry, RegistryWorld, iso, run_pod
+from nasiko_nb.sim.digitalocean import DOToken, DOWorld
+from nasiko_nb.sim.kubelet import (EventSink, Node, Registry, RegistryWorld, digitalocean_access, docker_credentials,
+                                   iso, run_pod)
 
 DO_REGISTRY = "registry.digitalocean.com"
 REGISTRY_NAME = "nasiko-images"
-REGISTRY_USER = "platform-admin@nasiko.example"
+REGISTRY_REGION = "fra1"
+REGISTRY_USER = "platform-admin@nasiko.example"      # the DigitalOcean account that owns the platform's registry
+PLATFORM_REGISTRY = f"{DO_REGISTRY}/{REGISTRY_NAME}"
+YEAR_S = 365 * 24 * 3600
 BUILDKIT_ADDRESS = "tcp://buildkitd.buildkit.svc.cluster.local:1234"
 BACKEND_URL = "http://nasiko-backend.nasiko.svc.cluster.local:8000"
 NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "nasiko", "nasiko-agents", "buildkit")
@@ -30,7 +37,6 @@ def _token(prefix: str, seed: str, length: int = 64) -> str:
     return prefix + hashlib.sha256(seed.encode()).hexdigest()[:length]
 
 
-DO_TOKEN = _token("dop_v1_", "nasiko-sim registry read-write token")
 REVOKED_DO_TOKEN = _token("dop_v1_", "nasiko-sim revoked registry token")
 ECR_PASSWORD = "eyJwYXlsb2FkIjoi" + base64.b64encode(hashlib.sha512(b"nasiko-sim ecr").digest()).decode().rstrip("=")
 HARBOR_PASSWORD = "Harbor" + hashlib.sha256(b"nasiko-sim harbor").hexdigest()[:20]
@@ -40,10 +46,36 @@ APP_SECRETS = {
     "jwt_secret": hashlib.sha256(b"nasiko-sim jwt").hexdigest(),
     "mongo_password": MONGO_ROOT_PASSWORD,
     "encryption_key": base64.urlsafe_b64encode(hashlib.sha256(b"nasiko-sim fernet").digest()).decode(),
-    "do_token": _token("dop_v1_", "nasiko-sim account api token"),
 }
-SECRET_VALUES = (DO_TOKEN, REVOKED_DO_TOKEN, ECR_PASSWORD, HARBOR_PASSWORD, MONGO_ROOT_PASSWORD,
-                 *APP_SECRETS.values())
+
+
+class SecretValues:
+    """Every password and token the simulation puts in Secrets: fixed ones plus the DigitalOcean tokens each build issues.
+
+    Process-wide, so a leak test can check any output against every value any scenario planted.
+    """
+
+    def __init__(self, fixed):
+        self._values = dict.fromkeys(fixed)
+        self._lock = threading.Lock()
+
+    def add(self, *values: str) -> None:
+        with self._lock:
+            self._values.update(dict.fromkeys(values))
+
+    def __iter__(self):
+        with self._lock:
+            return iter(list(self._values))
+
+    def __contains__(self, value) -> bool:
+        return value in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+FIXED_SECRET_VALUES = (REVOKED_DO_TOKEN, ECR_PASSWORD, HARBOR_PASSWORD, MONGO_ROOT_PASSWORD, *APP_SECRETS.values())
+SECRET_VALUES = SecretValues(FIXED_SECRET_VALUES)
 
 _HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -88,11 +120,17 @@ def dockerconfigjson(host: str, username: str, password: str) -> str:
     return b64(json.dumps(config, separators=(",", ":")))
 
 
-def pull_secret(namespace: str, name: str, created: datetime, host: str = DO_REGISTRY,
-                username: str = REGISTRY_USER, password: str = DO_TOKEN) -> dict:
+def digitalocean_dockerconfigjson(token: str) -> str:
+    """The base64 .dockerconfigjson of a DigitalOcean token, as `doctl registry docker-config` prints it."""
+    config = {"auths": {DO_REGISTRY: {"auth": b64(f"{token}:{token}")}}}
+    return b64(json.dumps(config, separators=(",", ":")))
+
+
+def pull_secret(namespace: str, name: str, created: datetime, token: str) -> dict:
+    """A registry Secret made the guide's way: docker-config piped into `kubectl create secret generic`."""
     return {"apiVersion": "v1", "kind": "Secret", "metadata": meta(name, namespace, created),
             "type": "kubernetes.io/dockerconfigjson",
-            "data": {".dockerconfigjson": dockerconfigjson(host, username, password)}}
+            "data": {".dockerconfigjson": digitalocean_dockerconfigjson(token)}}
 
 
 @dataclass
@@ -106,6 +144,8 @@ class Cluster:
     logs: dict[tuple[str, str, str, bool], str] = field(default_factory=dict)
     broken: list[str] = field(default_factory=list)
     agents: list["Agent"] = field(default_factory=list)
+    digitalocean_token: str = ""          # the registry owner's API token (DIGITALOCEAN_TOKEN)
+    secret_values: list[str] = field(default_factory=list)   # the tokens this build issued
     _cluster_ips: int = 20
     _secrets_by_ns: dict | None = None
 
@@ -151,6 +191,30 @@ class Cluster:
                 self._secrets_by_ns.setdefault(secret["metadata"]["namespace"], {})[secret["metadata"]["name"]] = secret
         return self._secrets_by_ns.get(namespace, {})
 
+    @property
+    def digitalocean(self) -> DOWorld:
+        return self.world.digitalocean
+
+    def issue_registry_token(self, email: str, created: datetime, *, read_write: bool = True,
+                             expiry_seconds: int | None = YEAR_S) -> str:
+        """A DigitalOcean registry token issued at ``created`` (what `doctl registry docker-config` returns)."""
+        token = self.digitalocean.registry_credentials(email, read_write=read_write, expiry_seconds=expiry_seconds,
+                                                       now=created)
+        self.secret_values.append(token)
+        SECRET_VALUES.add(token)
+        return token
+
+    def set_registry_secrets(self, token: str, created: datetime,
+                             names=(("nasiko", "regcred"), ("buildkit", "regcred"),
+                                    ("nasiko-agents", "agent-registry-credentials"))) -> None:
+        """(Re)create the platform's registry Secrets with ``token`` at ``created``, as the guide's Step 3 does."""
+        for namespace, name in names:
+            try:
+                self.remove(self.find("Secret", namespace, name))
+            except KeyError:
+                pass
+            self.add(pull_secret(namespace, name, created, token))
+
     def node_for(self, name: str) -> Node:
         return self.nodes[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(self.nodes)]
 
@@ -161,13 +225,38 @@ class Cluster:
 
 # ---- registries -----------------------------------------------------------------------------------
 
-def registry_world() -> RegistryWorld:
-    """The registries a DigitalOcean-hosted Nasiko cluster pulls from; agent repositories are added per agent."""
-    world = RegistryWorld()
-    do = world.add(Registry(DO_REGISTRY, "digitalocean", accounts={REGISTRY_USER: DO_TOKEN}))
-    for component in ("nasiko-backend", "nasiko-web", "nasiko-auth", "nasiko-router", "nasiko-k8s-build-worker",
-                      "k8s-service-registry", "chat-history"):
-        do.add(f"{REGISTRY_NAME}/{component}", "v1.4.2", "latest")
+PLATFORM_COMPONENTS = ("nasiko-backend", "nasiko-web", "nasiko-auth", "nasiko-router", "nasiko-k8s-build-worker",
+                       "k8s-service-registry", "chat-history")
+
+
+def image_size(image: str) -> int:
+    """A plausible compressed image size (60-180 MB), stable per image."""
+    return 60_000_000 + int(hashlib.sha256(image.encode()).hexdigest()[:8], 16) % 120_000_000
+
+
+def digitalocean_world(installed: datetime) -> DOWorld:
+    """The owner's DigitalOcean account and its registry `nasiko-images` (fra1) holding the platform's images."""
+    do = DOWorld()
+    account = do.add_account(REGISTRY_USER)
+    account.created = installed - timedelta(days=220)
+    registry = do.create_registry(REGISTRY_USER, REGISTRY_NAME, REGISTRY_REGION)
+    registry.created = installed - timedelta(hours=2)
+    for index, component in enumerate(PLATFORM_COMPONENTS):
+        pushed = installed - timedelta(minutes=50 - 3 * index)
+        image = f"{PLATFORM_REGISTRY}/{component}"
+        do.push(REGISTRY_NAME, component, "v1.4.2", image_size(f"{image}:v1.4.2"), updated=pushed)
+        do.push(REGISTRY_NAME, component, "latest", image_size(f"{image}:v1.4.2"), updated=pushed)
+    with do.lock:
+        do.tokens[REVOKED_DO_TOKEN] = DOToken(value=REVOKED_DO_TOKEN, account=REGISTRY_USER, read_write=True,
+                                              expires_at=installed - timedelta(days=2) + timedelta(seconds=YEAR_S),
+                                              revoked=True, kind="registry")
+    return do
+
+
+def registry_world(digitalocean: DOWorld) -> RegistryWorld:
+    """The registries a DigitalOcean-hosted Nasiko cluster pulls from; DigitalOcean's side is ``digitalocean``."""
+    world = RegistryWorld(digitalocean=digitalocean)
+    world.add(Registry(DO_REGISTRY, "digitalocean"))
     hub = world.add(Registry("docker.io", "dockerhub"))
     for repository, tags in {
         "library/kong": ("3.4", "3.4.2", "latest"), "curlimages/curl": ("8.11.1", "8.10.1", "latest"),
@@ -182,11 +271,34 @@ def registry_world() -> RegistryWorld:
     return world
 
 
-def push_image(world: RegistryWorld, image: str) -> None:
-    """Record that a build pushed ``image`` (host/repo:tag) to its registry."""
+def push_image(world: RegistryWorld, image: str, at: datetime) -> None:
+    """Record that a build pushed ``image`` (host/repo:tag) to its registry at ``at``."""
     host, rest = image.split("/", 1)
     repository, tag = rest.rsplit(":", 1)
-    world.registries[host].add(repository, tag)
+    if host == DO_REGISTRY and world.digitalocean is not None:
+        registry_name, _, name = repository.partition("/")
+        world.digitalocean.push(registry_name, name, tag, image_size(image), updated=at)
+    else:
+        world.registries[host].add(repository, tag)
+
+
+def push_refusal(cluster: "Cluster", image: str, at: datetime) -> str | None:
+    """Why BuildKit's push of ``image`` with agent-registry-credentials fails at ``at`` (None: it succeeds).
+
+    buildctl pushes with the docker config the build Job mounts from agent-registry-credentials; DigitalOcean
+    refuses unless that token may push under its own account's registry. BuildKit reports every refusal as
+    the token fetch failing with 401, as the guide's symptom shows.
+    """
+    secret = cluster.secrets("nasiko-agents").get("agent-registry-credentials")
+    credential = docker_credentials(secret).get(DO_REGISTRY) if secret else None
+    repository = image.split("/", 1)[1].rsplit(":", 1)[0]
+    granted = digitalocean_access(cluster.digitalocean, credential[1] if credential else None, repository, at)
+    if granted is not None and "push" in granted:
+        return None
+    scope = quote(f"repository:{repository}:pull,push", safe="")
+    return (f"failed to push {image}: failed to authorize: failed to fetch oauth token: unexpected status from GET "
+            f"request to https://api.digitalocean.com/v2/registry/auth?scope={scope}&service={DO_REGISTRY}: "
+            "401 Unauthorized")
 
 
 # ---- workloads ------------------------------------------------------------------------------------
@@ -432,10 +544,11 @@ def start_deployment(cluster: Cluster, deploy: dict, started: datetime, *, revis
 
 
 def run_workload_pod(cluster: Cluster, pod: dict, started: datetime, *, run_to_completion: bool = False,
-                     restarts: dict | None = None) -> dict:
+                     restarts: dict | None = None, exit_codes: dict[str, int] | None = None) -> dict:
     node = cluster.node_for(pod["metadata"]["name"])
     pod, events = run_pod(pod, node, cluster.secrets(pod["metadata"]["namespace"]), cluster.world, cluster.now,
-                          started=started, run_to_completion=run_to_completion, restarts=restarts)
+                          started=started, run_to_completion=run_to_completion, restarts=restarts,
+                          exit_codes=exit_codes)
     cluster.add(pod, *events)
     return pod
 
@@ -498,6 +611,40 @@ def start_job(cluster: Cluster, job: dict, started: datetime) -> dict:
                          "uncountedTerminatedPods": {}}
     cluster.add(job)
     return pod
+
+
+def run_failing_job(cluster: Cluster, job: dict, started: datetime, exit_codes: dict[str, int]) -> list[dict]:
+    """Run the Job's pods when every attempt exits non-zero, as the job controller does; returns the pods.
+
+    A failed pod is replaced after a back-off (10 s, doubling) until backoffLimit is exceeded, then the Job
+    gets the FailureTarget and Failed conditions. A pod that never finishes (stuck pulling) leaves the Job active.
+    """
+    name, uid = job["metadata"]["name"], job["metadata"]["uid"]
+    pods, at, delay = [], started, timedelta(seconds=10)
+    for attempt in range(job["spec"]["backoffLimit"] + 1):
+        pod = pod_from_template(job, job["spec"]["template"], pod_name(name, f"{uid}/{attempt}"), at)
+        pod = run_workload_pod(cluster, pod, at, run_to_completion=True, exit_codes=exit_codes)
+        emit_controller_event(cluster, job, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}", at,
+                              "job-controller")
+        pods.append(pod)
+        if pod["status"]["phase"] != "Failed":
+            job["status"] = {"startTime": iso(started), "active": 1, "failed": attempt, "ready": 0, "terminating": 0,
+                             "uncountedTerminatedPods": {}}
+            cluster.add(job)
+            return pods
+        finished = max(s["state"]["terminated"]["finishedAt"] for s in pod["status"]["containerStatuses"])
+        at = datetime.strptime(finished, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) + delay
+        delay *= 2
+    message = "Job has reached the specified backoff limit"
+    job["status"] = {"startTime": iso(started), "failed": len(pods), "ready": 0, "terminating": 0,
+                     "uncountedTerminatedPods": {},
+                     "conditions": [{"type": kind, "status": "True", "reason": "BackoffLimitExceeded",
+                                     "message": message, "lastProbeTime": finished, "lastTransitionTime": finished}
+                                    for kind in ("FailureTarget", "Failed")]}
+    finished_at = datetime.strptime(finished, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    emit_controller_event(cluster, job, "BackoffLimitExceeded", message, finished_at, "job-controller", type_="Warning")
+    cluster.add(job)
+    return pods
 
 
 def statefulset(cluster: Cluster, namespace: str, name: str, template: dict, created: datetime,
@@ -712,20 +859,58 @@ def build_log(agent: Agent) -> str:
         f"#9 pushing manifest for {agent.image}@sha256:{digest} 0.6s done", "#9 DONE 8.1s", ""])
 
 
+DOWNLOAD_LOG = (
+    "  % Total    % Received % Xferd  Average Speed   Time    Time     Time  Current\n"
+    "                                 Dload  Upload   Total   Spent    Left  Speed\n"
+    "100 18342  100 18342    0     0   812k      0 --:--:-- --:--:-- --:--:--  836k\n"
+    "Archive:  agent.zip\n  inflating: Dockerfile\n  inflating: requirements.txt\n  inflating: src/main.py\n")
+
+
+def run_build(cluster: Cluster, agent: Agent, *, pushed: bool = True) -> dict:
+    """Run the agent's build Job; returns it (Complete, or Failed when DigitalOcean refuses the push).
+
+    The push uses agent-registry-credentials as the Job mounts it, decided by :func:`push_refusal`; a refused
+    push makes buildctl exit 1, and the job controller retries until backoffLimit is exceeded.
+    ``pushed=False`` is a build whose image tag never reached the registry (later deleted, say).
+    """
+    job = build_job("nasiko-agents", agent.job, build_job_template(agent), agent.built, ttl=3600)
+    refusal = push_refusal(cluster, agent.image, agent.built) if pushed else None
+    if refusal is None:
+        if pushed:
+            push_image(cluster.world, agent.image, agent.built + timedelta(seconds=50))
+        pods = [start_job(cluster, job, agent.built)]
+        log = build_log(agent)
+    else:
+        pods = run_failing_job(cluster, job, agent.built, {"buildkit-client": 1})
+        log = failed_build_log(agent, refusal)
+    for pod in pods:
+        key = ("nasiko-agents", pod["metadata"]["name"])
+        cluster.logs[(*key, "download-agent", False)] = DOWNLOAD_LOG
+        cluster.logs[(*key, "buildkit-client", False)] = log
+    return job
+
+
+def failed_build_log(agent: Agent, refusal: str) -> str:
+    """buildctl's output when the build succeeds but the push is refused: BuildKit's error is the last line."""
+    digest = hashlib.sha256(agent.image.encode()).hexdigest()
+    config = hashlib.sha256(f"config {agent.image}".encode()).hexdigest()
+    repository = agent.image.split("/", 1)[1].rsplit(":", 1)[0]
+    return "\n".join([
+        "#1 [internal] load build definition from Dockerfile", "#1 transferring dockerfile: 412B done", "#1 DONE 0.1s",
+        "#2 [internal] load metadata for docker.io/library/python:3.12-slim", "#2 DONE 1.2s",
+        "#5 [2/5] WORKDIR /app", "#5 DONE 0.1s",
+        "#7 [4/5] RUN pip install --no-cache-dir -r requirements.txt", "#7 DONE 23.4s",
+        "#9 exporting to image", "#9 exporting layers 2.1s done",
+        f"#9 exporting manifest sha256:{digest} done", f"#9 exporting config sha256:{config} done",
+        f"#9 naming to {agent.image} done", "#9 pushing layers",
+        f"#10 [auth] {repository}:pull,push token for {DO_REGISTRY}", "#10 DONE 0.0s",
+        "#9 pushing layers 0.4s done", f"#9 ERROR: {refusal}",
+        "------", " > exporting to image:", "------", f"error: failed to solve: {refusal}", ""])
+
+
 def add_agent(cluster: Cluster, agent: Agent, *, pushed: bool = True) -> None:
     """Build Job (Completed pod), then the agent Deployment/ReplicaSet/Pod and Service on port 80 -> 5000."""
-    job_template = build_job_template(agent)
-    job = build_job("nasiko-agents", agent.job, job_template, agent.built, ttl=3600)
-    if pushed:
-        push_image(cluster.world, agent.image)
-    pod = start_job(cluster, job, agent.built)
-    pod_name_ = pod["metadata"]["name"]
-    cluster.logs[("nasiko-agents", pod_name_, "download-agent", False)] = (
-        "  % Total    % Received % Xferd  Average Speed   Time    Time     Time  Current\n"
-        "                                 Dload  Upload   Total   Spent    Left  Speed\n"
-        "100 18342  100 18342    0     0   812k      0 --:--:-- --:--:-- --:--:--  836k\n"
-        "Archive:  agent.zip\n  inflating: Dockerfile\n  inflating: requirements.txt\n  inflating: src/main.py\n")
-    cluster.logs[("nasiko-agents", pod_name_, "buildkit-client", False)] = build_log(agent)
+    run_build(cluster, agent, pushed=pushed)
     deploy = deployment("nasiko-agents", agent.deployment, agent_template(agent, agent.deployment), agent.deployed,
                         labels={"app": agent.deployment})
     cluster.add(deploy)
@@ -752,12 +937,17 @@ def refresh_endpoints(cluster: Cluster) -> None:
             cluster.add(*endpoints_for(svc, pods_by_ns.get(svc["metadata"]["namespace"], [])))
 
 
-def baseline(now: datetime | None = None) -> Cluster:
-    """The healthy platform: 2 nodes, platform services in nasiko, BuildKit, two agents with their builds."""
+def baseline(now: datetime | None = None, *, installed_ago: timedelta = timedelta(days=12, hours=5),
+             token_expiry_s: int = YEAR_S) -> Cluster:
+    """The healthy platform: 2 nodes, platform services in nasiko, BuildKit, two agents with their builds.
+
+    The registry Secrets hold a read-write DigitalOcean registry token of the registry's owner, issued at
+    install (``token_expiry_s``, 1 year by default); app-secrets' do_token is the owner's API token.
+    """
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
-    cluster = Cluster(now=now, world=registry_world(), nodes=nodes())
-    born = now - timedelta(days=41, hours=3)
-    installed = now - timedelta(days=12, hours=5)
+    born = now - max(timedelta(days=41, hours=3), installed_ago + timedelta(days=3))
+    installed = now - installed_ago
+    cluster = Cluster(now=now, world=registry_world(digitalocean_world(installed)), nodes=nodes())
     cluster.add(*node_objects(cluster, born))
     for ns in NAMESPACES:
         created = born if ns.startswith(("kube-", "default")) else installed
@@ -770,17 +960,21 @@ def baseline(now: datetime | None = None) -> Cluster:
                                       annotations={"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}),
                      "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIDJzCCAg+gAwIBAgICBnUwDQYJKoZIhvcNAQELBQAwMzEVMBMGA1UEChMMRGln\n-----END CERTIFICATE-----\n"}})
 
-    cluster.add(pull_secret("nasiko", "regcred", installed), pull_secret("buildkit", "regcred", installed),
-                pull_secret("nasiko-agents", "agent-registry-credentials", installed))
+    cluster.set_registry_secrets(cluster.issue_registry_token(REGISTRY_USER, installed, expiry_seconds=token_expiry_s),
+                                 installed)
+    cluster.digitalocean_token = cluster.digitalocean.api_token(REGISTRY_USER)
+    cluster.secret_values.append(cluster.digitalocean_token)
+    SECRET_VALUES.add(cluster.digitalocean_token)
+    app_secrets = {**APP_SECRETS, "do_token": cluster.digitalocean_token}
     cluster.add({"apiVersion": "v1", "kind": "Secret", "metadata": meta("app-secrets", "nasiko", installed),
-                 "type": "Opaque", "data": {k: b64(v) for k, v in APP_SECRETS.items()}})
+                 "type": "Opaque", "data": {k: b64(v) for k, v in app_secrets.items()}})
     cluster.add({"apiVersion": "v1", "kind": "Secret",
                  "metadata": meta("mongodb", "nasiko", installed,
                                   labels={"app.kubernetes.io/name": "mongodb", "app.kubernetes.io/instance": "mongodb",
                                           "app.kubernetes.io/managed-by": "Helm"}),
                  "type": "Opaque", "data": {"mongodb-root-password": b64(MONGO_ROOT_PASSWORD)}})
     cluster.add({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("nasiko-config", "nasiko", installed),
-                 "data": {"REGISTRY_TYPE": "digitalocean", "REGISTRY_URL": f"{DO_REGISTRY}/{REGISTRY_NAME}",
+                 "data": {"REGISTRY_TYPE": "digitalocean", "REGISTRY_URL": PLATFORM_REGISTRY,
                           "BUILDKIT_ADDRESS": BUILDKIT_ADDRESS, "AGENTS_NAMESPACE": "nasiko-agents"}})
 
     # kube-system: CoreDNS behind kube-dns 10.245.0.10

@@ -11,13 +11,21 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from nasiko_nb.sim.kubelet import Registry
-from nasiko_nb.sim.platform import (DO_REGISTRY, ECR_PASSWORD, REVOKED_DO_TOKEN, REGISTRY_NAME, REGISTRY_USER,
-                                    Agent, Cluster, add_agent, add_extra_pods, agent_deployment, baseline,
-                                    build_job, build_job_template, dockerconfigjson, refresh_endpoints,
-                                    restart_deployment, start_job)
+from nasiko_nb.sim.kubelet import docker_credentials
+from nasiko_nb.sim.platform import (DO_REGISTRY, ECR_PASSWORD, REGISTRY_NAME, REGISTRY_REGION, REGISTRY_USER,
+                                    REVOKED_DO_TOKEN, Agent, Cluster, add_agent, add_extra_pods, agent_deployment,
+                                    baseline, build_job, build_job_template, dockerconfigjson, refresh_endpoints,
+                                    restart_deployment, run_build, start_job)
 
 BROKEN_AGENT = "weather-agent"
 ECR_HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+NEW_AGENT = "summarizer-agent"            # uploaded after the registry credentials broke
+TEAMMATE = "dev-teammate@nasiko.example"  # another DigitalOcean account, with a registry of its own
+TEAMMATE_REGISTRY = "teammate-sandbox"
+ACTUAL_REGISTRY = "my-registry"
+DO_DEFAULT_EXPIRY_S = 30 * 24 * 3600      # docker-credentials' default expiry
+CREDENTIALS_CHANGED_AGO = timedelta(minutes=18)   # after the baseline agents were built and deployed
+EXPIRED_AGO = timedelta(minutes=22)
 
 SCENARIOS: dict[str, str] = {
     "healthy": "The platform and two agents running; every build Job complete.",
@@ -31,6 +39,18 @@ SCENARIOS: dict[str, str] = {
     "image-pull-dns": "Agent image host misspelled (registy.digitalocean.com): DNS lookup fails.",
     "image-pull-forbidden": "Agent image on a private Docker Hub repository without credentials: insufficient_scope.",
     "image-pull-invalid-name": "Agent image reference with upper-case letters: InvalidImageName.",
+    "registry-401-read-only-token": "Registry Secrets recreated with a read-only DigitalOcean token: pulls work, "
+                                    "the next build's push fails with 401.",
+    "registry-401-expired-token": "Registry Secrets hold a 30-day token created just over 30 days ago: expired, "
+                                  "the next build's push fails with 401.",
+    "registry-401-wrong-user": "Registry Secrets recreated with a teammate's token (another DigitalOcean account "
+                               "with its own registry): the build's push to nasiko-images fails with 401.",
+    "registry-401-revoked-token": "The registry token in the platform's Secrets was revoked on DigitalOcean: "
+                                  "the next build's push fails with 401.",
+    "registry-name-mismatch": "The platform pushes to nasiko-images but the account's only registry is my-registry: "
+                              "the build's push fails with 401.",
+    "registry-secrets-inconsistent": "regcred (nasiko, buildkit) holds a fresh token, agent-registry-credentials "
+                                     "an older different one: builds still push.",
 }
 
 
@@ -136,6 +156,75 @@ def invalid_name(cluster: Cluster) -> None:
     _redeploy_agent(cluster, BROKEN_AGENT, _set_agent_image(f"{DO_REGISTRY}/{REGISTRY_NAME}/Weather_Agent:v1"))
 
 
+def _mark_registry_secrets_broken(cluster: Cluster) -> None:
+    cluster.broken += ["Secret nasiko/regcred", "Secret buildkit/regcred", "Secret nasiko-agents/agent-registry-credentials"]
+
+
+def _failed_push_build(cluster: Cluster) -> None:
+    """A new agent uploaded 9 minutes ago: its build Job runs with the current credentials and fails to push."""
+    built = cluster.now - timedelta(minutes=9)
+    job = run_build(cluster, Agent(NEW_AGENT, built, built))
+    name = job["metadata"]["name"]
+    cluster.broken.append(f"Job nasiko-agents/{name}")
+    cluster.broken += [f"Pod nasiko-agents/{pod['metadata']['name']}" for pod in cluster.of_kind("Pod", "nasiko-agents")
+                       if pod["metadata"].get("labels", {}).get("job-name") == name]
+
+
+def _platform_token(cluster: Cluster) -> str:
+    secret = cluster.find("Secret", "nasiko-agents", "agent-registry-credentials")
+    return docker_credentials(secret)[DO_REGISTRY][1]
+
+
+def read_only_token(cluster: Cluster) -> None:
+    """Someone regenerated the credentials without --read-write after the last successful build."""
+    changed = cluster.now - CREDENTIALS_CHANGED_AGO
+    cluster.set_registry_secrets(cluster.issue_registry_token(REGISTRY_USER, changed, read_write=False), changed)
+    _mark_registry_secrets_broken(cluster)
+    _failed_push_build(cluster)
+
+
+def expired_token(cluster: Cluster) -> None:
+    """Built on a platform installed with a default-expiry token (see _BASELINE_OPTIONS): it expired 22 minutes ago."""
+    _mark_registry_secrets_broken(cluster)
+    _failed_push_build(cluster)
+
+
+def wrong_user(cluster: Cluster) -> None:
+    """A teammate recreated the Secrets with `doctl registry docker-config --read-write` under their own login."""
+    changed = cluster.now - CREDENTIALS_CHANGED_AGO
+    cluster.digitalocean.add_account(TEAMMATE)
+    sandbox = cluster.digitalocean.create_registry(TEAMMATE, TEAMMATE_REGISTRY, "nyc3")
+    sandbox.created = cluster.now - timedelta(days=64)
+    cluster.digitalocean.push(TEAMMATE_REGISTRY, "scratch-agent", "v1", 48_213_771, updated=cluster.now - timedelta(days=9))
+    cluster.set_registry_secrets(cluster.issue_registry_token(TEAMMATE, changed), changed)
+    _mark_registry_secrets_broken(cluster)
+    _failed_push_build(cluster)
+
+
+def revoked_token(cluster: Cluster) -> None:
+    """The platform's registry token was revoked on DigitalOcean after the last build; the Secrets look fine."""
+    cluster.digitalocean.revoke(_platform_token(cluster))
+    _mark_registry_secrets_broken(cluster)
+    _failed_push_build(cluster)
+
+
+def name_mismatch(cluster: Cluster) -> None:
+    """The account's registry is now my-registry (nasiko-images deleted) while the platform still uses nasiko-images."""
+    cluster.digitalocean.delete_registry(REGISTRY_USER, REGISTRY_NAME)
+    actual = cluster.digitalocean.create_registry(REGISTRY_USER, ACTUAL_REGISTRY, REGISTRY_REGION)
+    actual.created = cluster.now - CREDENTIALS_CHANGED_AGO
+    cluster.broken.append("ConfigMap nasiko/nasiko-config")
+    _failed_push_build(cluster)
+
+
+def secrets_inconsistent(cluster: Cluster) -> None:
+    """Only regcred was refreshed (2 hours ago); agent-registry-credentials keeps the install-time token."""
+    refreshed = cluster.now - timedelta(hours=2)
+    cluster.set_registry_secrets(cluster.issue_registry_token(REGISTRY_USER, refreshed), refreshed,
+                                 names=(("nasiko", "regcred"), ("buildkit", "regcred")))
+    cluster.broken.append("Secret nasiko-agents/agent-registry-credentials")
+
+
 _BUILDERS: dict[str, Callable[[Cluster], None]] = {
     "healthy": healthy,
     "image-pull-missing-secret": missing_secret,
@@ -148,6 +237,19 @@ _BUILDERS: dict[str, Callable[[Cluster], None]] = {
     "image-pull-dns": dns,
     "image-pull-forbidden": forbidden,
     "image-pull-invalid-name": invalid_name,
+    "registry-401-read-only-token": read_only_token,
+    "registry-401-expired-token": expired_token,
+    "registry-401-wrong-user": wrong_user,
+    "registry-401-revoked-token": revoked_token,
+    "registry-name-mismatch": name_mismatch,
+    "registry-secrets-inconsistent": secrets_inconsistent,
+}
+
+# Scenarios whose history starts differently: installed (and its registry token issued, 30-day default
+# expiry) just over 30 days ago, so the token expired after the baseline agents were built and deployed.
+_BASELINE_OPTIONS: dict[str, dict] = {
+    "registry-401-expired-token": {"installed_ago": timedelta(days=30) + EXPIRED_AGO,
+                                   "token_expiry_s": DO_DEFAULT_EXPIRY_S},
 }
 
 
@@ -155,7 +257,7 @@ def build(name: str = "healthy", *, now: datetime | None = None, extra_pods: int
     """The cluster state of scenario ``name`` (objects, logs, registries) with ``extra_pods`` healthy pods added."""
     if name not in _BUILDERS:
         raise UnknownScenario(name)
-    cluster = baseline(now)
+    cluster = baseline(now, **_BASELINE_OPTIONS.get(name, {}))
     _BUILDERS[name](cluster)
     refresh_endpoints(cluster)
     add_extra_pods(cluster, extra_pods)

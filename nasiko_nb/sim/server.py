@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from nasiko_nb.sim.apiserver import KubeApiHandler
+from nasiko_nb.sim.digitalocean import REGISTRY_HOST, DigitalOceanServer
 from nasiko_nb.sim.store import Store
 
 
@@ -38,10 +39,19 @@ class _EmulatorHTTPServer(ThreadingHTTPServer):
 
 
 class SimServer:
-    """A started emulator; use as a context manager or call stop()."""
+    """A started emulator; use as a context manager or call stop().
+
+    A scenario's server also serves the fake DigitalOcean behind the cluster (``digitalocean``), stopped with it.
+    """
+
+    digitalocean: DigitalOceanServer | None = None
+    scenario: str | None = None          # the scenario served (None: a snapshot or a bare store)
 
     def __init__(self, store: Store, port: int = 0):
         self.store = store
+        self._digitalocean_token = ""
+        self._registry = ""
+        self._secret_values: tuple[str, ...] = ()
         self._httpd = _EmulatorHTTPServer(("127.0.0.1", port), store)
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -63,6 +73,26 @@ class SimServer:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
+    def attach_digitalocean(self, digitalocean: DigitalOceanServer, api_token: str, platform_registry: str) -> None:
+        """Serve ``digitalocean`` with this cluster: ``api_token`` is the registry owner's DIGITALOCEAN_TOKEN."""
+        self.digitalocean, self._digitalocean_token, self._registry = digitalocean, api_token, platform_registry
+
+    def plant_secrets(self, values) -> None:
+        """Record the passwords and tokens this server's Secrets hold (for leak checks)."""
+        self._secret_values = tuple(values)
+
+    def secret_values(self) -> tuple[str, ...]:
+        return self._secret_values
+
+    def environment(self) -> dict[str, str]:
+        """The variables a runbook kernel needs to reach this cluster's DigitalOcean (empty without one)."""
+        if self.digitalocean is None:
+            return {}
+        return {"DIGITALOCEAN_TOKEN": self._digitalocean_token, "NASIKO_DO_API_URL": self.digitalocean.api_url,
+                "NASIKO_CA_BUNDLE": str(self.digitalocean.ca_file),
+                "NASIKO_REGISTRY_ENDPOINTS": f"{REGISTRY_HOST}={self.digitalocean.registry_url}",
+                "NASIKO_PLATFORM_REGISTRY": self._registry}
+
     def inject(self, fault: Fault) -> None:
         """Make matching requests fail from now on (reliability tests, RBAC demos)."""
         self._httpd.faults.append(fault)
@@ -72,6 +102,8 @@ class SimServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+        if self.digitalocean is not None:
+            self.digitalocean.stop()
 
     def __enter__(self) -> "SimServer":
         return self

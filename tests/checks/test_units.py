@@ -351,11 +351,12 @@ def test_unreadable_secrets_are_not_reported_missing():
            "status": {"phase": "Pending", "containerStatuses": [{"name": "agent", "state": {"waiting": {
                "reason": "ErrImagePull", "message": "failed to authorize: 401 Unauthorized"}}}]}}
     snapshot = Snapshot.from_objects([pod])
-    assert [f.code for f in run_checks(snapshot, {})] == ["image-pull/pull-secret-not-found"]
+    assert [f.code for f in run_checks(snapshot, {}, families=["image-pull"])] == ["image-pull/pull-secret-not-found"]
     snapshot.unreadable.add(("Secret", "nasiko-agents"))
     snapshot.problems.append(make_finding("cluster/forbidden", "Secret nasiko-agents", "403", verb="list",
                                           resource="secrets", namespace="nasiko-agents"))
-    assert sorted(f.code for f in run_checks(snapshot, {})) == ["cluster/forbidden", "image-pull/unauthorized"]
+    assert sorted(f.code for f in run_checks(snapshot, {}, families=["image-pull", "registry-secrets"])) == [
+        "cluster/forbidden", "image-pull/unauthorized"]
 
 
 def test_run_checks_rejects_unknown_family():

@@ -4,14 +4,15 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from nasiko_nb.sim import SCENARIOS, SECRET_VALUES, UnknownScenario, build_store
 from nasiko_nb.sim.kubelet import InvalidReference, RegistryWorld, parse_image, pull_image
-from nasiko_nb.sim.platform import (DO_TOKEN, ECR_PASSWORD, REGISTRY_USER, REVOKED_DO_TOKEN, is_ready,
-                                    pull_secret, registry_world)
+from nasiko_nb.sim.digitalocean import DOWorld
+from nasiko_nb.sim.platform import (ECR_PASSWORD, REGISTRY_USER, REVOKED_DO_TOKEN, is_ready, pull_secret,
+                                    registry_world)
 from nasiko_nb.sim.scenarios import build
 
 def index(objects):
@@ -84,9 +85,9 @@ def test_healthy_layout_follows_the_platform_facts():
         secret = by_key[("Secret", ns, name)]
         assert secret["type"] == "kubernetes.io/dockerconfigjson"
         auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
-        entry = auths["registry.digitalocean.com"]
-        assert base64.b64decode(entry["auth"]).decode() == f"{entry['username']}:{entry['password']}"
-        assert entry["password"] in SECRET_VALUES
+        user, _, token = base64.b64decode(auths["registry.digitalocean.com"]["auth"]).decode().partition(":")
+        assert user == token and token in SECRET_VALUES
+        assert cluster.digitalocean.tokens[token].account == REGISTRY_USER
     nodes = [o for o in cluster.objects if o["kind"] == "Node"]
     assert len(nodes) == 2 and all(n["status"]["nodeInfo"]["kubeletVersion"] == "v1.34.1" for n in nodes)
     agents = [o for o in cluster.objects if o["kind"] == "Deployment" and o["metadata"]["namespace"] == "nasiko-agents"]
@@ -193,11 +194,15 @@ def test_image_reference_parsing():
 
 
 def test_pull_decisions():
-    world = registry_world()
-    world.registries["registry.digitalocean.com"].add("nasiko-images/demo", "v1")
+    do = DOWorld()
+    do.add_account(REGISTRY_USER)
+    do.create_registry(REGISTRY_USER, "nasiko-images")
+    do.push("nasiko-images", "demo", "v1", 1000)
+    token = do.registry_credentials(REGISTRY_USER, read_write=False, expiry_seconds=3600)
+    world = registry_world(do)
     now = datetime.now(timezone.utc)
-    good = {"creds": pull_secret("x", "creds", now)}
-    wrong = {"creds": pull_secret("x", "creds", now, password=DO_TOKEN + "x")}
+    good = {"creds": pull_secret("x", "creds", now, token)}
+    wrong = {"creds": pull_secret("x", "creds", now, token + "x")}
     image = "registry.digitalocean.com/nasiko-images/demo:v1"
     assert pull_image(image, ["creds"], good, world).ok
     assert "401 Unauthorized" in pull_image(image, ["creds"], wrong, world).message
@@ -207,8 +212,12 @@ def test_pull_decisions():
     assert pull_image("nginx:1.27", [], {}, world).ok
     assert "insufficient_scope" in pull_image("acme/nothing:1", [], {}, world).message
     assert pull_image("anything.example/x:1", [], {}, RegistryWorld(permissive=True)).ok
-    assert REGISTRY_USER in base64.b64decode(json.loads(base64.b64decode(
-        good["creds"]["data"][".dockerconfigjson"]))["auths"]["registry.digitalocean.com"]["auth"]).decode()
+    later = now + timedelta(hours=2)
+    assert "401 Unauthorized" in pull_image(image, ["creds"], good, world, at=later).message   # expired by then
+    do.add_account("other@example.com")
+    do.create_registry("other@example.com", "other-registry")
+    other = {"creds": pull_secret("x", "creds", now, do.registry_credentials("other@example.com", True, None))}
+    assert "insufficient_scope" in pull_image(image, ["creds"], other, world).message
 
 
 def test_controller_rerolls_after_pull_secret_patch():
@@ -250,7 +259,7 @@ def test_controller_rollout_still_broken_shows_pull_error():
 def test_fixed_secret_lets_stuck_pod_start():
     store = build_store("image-pull-unauthorized")
     secret = store.get("v1", "Secret", "nasiko-agents", "agent-registry-credentials")
-    secret["data"] = pull_secret("nasiko-agents", "x", datetime.now(timezone.utc))["data"]
+    secret["data"] = store.get("v1", "Secret", "nasiko", "regcred")["data"]    # the platform's valid token
     store.update(secret)
     pods = store.list("v1", "Pod", "nasiko-agents")
     assert all(p["status"]["phase"] in ("Running", "Succeeded") for p in pods)

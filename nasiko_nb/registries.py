@@ -1,0 +1,268 @@
+"""What the registry runbooks ask of providers and of the cluster beyond the snapshot.
+
+Each function makes a bounded number of calls (one per platform secret, one per pod of the chosen Job)
+and turns provider failures into findings, so the pure checks in ``checks/registry.py`` get plain data.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import pandas as pd
+from kubernetes.client.rest import ApiException
+
+from nasiko_nb.checks.registry import PLATFORM_SECRETS, PushError, find_push_error
+from nasiko_nb.cluster import Cluster
+from nasiko_nb.codes import make_finding
+from nasiko_nb.credentials import check_secret_access
+from nasiko_nb.findings import Finding
+from nasiko_nb.providers.base import DockerCredential, ProviderError, RegistryProvider
+from nasiko_nb.redact import normalize_host
+from nasiko_nb.runbook import RunbookInputError
+from nasiko_nb.snapshot import Snapshot
+
+DO_HOST = "registry.digitalocean.com"
+LOG_CONTEXT_LINES = 3
+
+
+def provider_for(host: str, region: str = "") -> RegistryProvider | None:
+    """The provider behind a registry host: DigitalOcean, ECR, or None for a plain Registry v2 (Harbor, ...)."""
+    host = normalize_host(host)
+    if host == DO_HOST:
+        from nasiko_nb.providers.digitalocean import DigitalOceanProvider
+
+        return DigitalOceanProvider(verify=os.environ.get("NASIKO_CA_BUNDLE") or True)
+    if ".dkr.ecr." in host:
+        from nasiko_nb.providers.ecr import EcrProvider
+
+        return EcrProvider(region=region or host.split(".dkr.ecr.", 1)[1].split(".", 1)[0])
+    return None
+
+
+@dataclass
+class AccountFacts:
+    """The provider's view: who the API token belongs to and which registry that account has."""
+
+    provider: RegistryProvider | None = None
+    account: str = ""
+    registry: str | None = "unknown"   # None: the account has no registry; "unknown": could not ask
+    problems: list[Finding] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [("provider", self.provider.name if self.provider else "none (plain Registry v2, or not reachable)"),
+                ("account", self.account or "?"), ("registry", self.registry if self.registry is not None else "(none)")]
+        return pd.DataFrame(rows, columns=["fact", "value"])
+
+
+def account_facts(host: str) -> AccountFacts:
+    """Connect to the provider behind ``host`` and ask who we are and which registry the account has."""
+    facts = AccountFacts()
+    name = "digitalocean" if normalize_host(host) == DO_HOST else "ecr" if ".dkr.ecr." in host else ""
+    try:
+        facts.provider = provider_for(host)
+        if facts.provider is None:
+            return facts
+        facts.account = facts.provider.account().id
+        info = facts.provider.registry()
+        facts.registry = info.name if info else None
+    except ProviderError as exc:
+        facts.problems.append(provider_finding(exc, name))
+    return facts
+
+
+def provider_finding(exc: ProviderError, provider: str) -> Finding:
+    """A provider failure as a finding (the templates of provider/* take these fields)."""
+    return make_finding(exc.code, f"Provider {provider}", str(exc), provider=provider, detail=str(exc),
+                        endpoint=provider, action="the request", what="such object")
+
+
+def access_checks(cluster: Cluster, host: str, repository: str, secrets=PLATFORM_SECRETS) -> list[dict]:
+    """What the registry grants each platform secret's credentials on ``repository`` (one GET per secret)."""
+    return [check_secret_access(cluster, namespace, name, host, repository) for namespace, name in secrets]
+
+
+def access_frame(checks: list[dict]) -> pd.DataFrame:
+    rows = [{"secret": f"{c['namespace']}/{c['secret']}", "repository": f"{c['host']}/{c['repository']}",
+             "authenticated": c["authenticated"], "granted": ", ".join(c["granted"]) or "nothing",
+             "detail": c["detail"]} for c in checks]
+    return pd.DataFrame(rows, columns=["secret", "repository", "authenticated", "granted", "detail"])
+
+
+def obtain_credentials(provider: RegistryProvider, expiry_seconds: int) -> DockerCredential:
+    """New read-write credentials; raises ProviderError (nothing in the cluster is touched before this)."""
+    return provider.docker_credentials(read_write=True, expiry_seconds=expiry_seconds or None)
+
+
+def failed_build_jobs(snap: Snapshot, namespace: str) -> list[dict]:
+    """Build Jobs (``job-*``) with condition Failed=True, newest first."""
+    jobs = [j for j in snap.jobs if j["metadata"].get("namespace") == namespace and j["metadata"]["name"].startswith("job-")
+            and any(c.get("type") == "Failed" and c.get("status") == "True"
+                    for c in (j.get("status") or {}).get("conditions") or [])]
+    return sorted(jobs, key=lambda j: j["metadata"].get("creationTimestamp", ""), reverse=True)
+
+
+def failed_jobs_frame(jobs: list[dict]) -> pd.DataFrame:
+    rows = [{"job": j["metadata"]["name"], "created": j["metadata"].get("creationTimestamp", ""),
+             "failed pods": (j.get("status") or {}).get("failed", 0),
+             "reason": next((c.get("reason", "") for c in (j.get("status") or {}).get("conditions") or []
+                             if c.get("type") == "Failed"), "")} for j in jobs]
+    return pd.DataFrame(rows, columns=["job", "created", "failed pods", "reason"])
+
+
+@dataclass
+class JobLogs:
+    """The logs of one container across a Job's pods (current and previous instance), and the push error."""
+
+    job: str
+    container: str
+    logs: dict[str, str]              # "<pod>" or "<pod> (previous)" -> text
+    push_error: PushError | None
+
+    def excerpt(self) -> str:
+        """The lines around each error, not the whole log."""
+        parts = []
+        for source, text in self.logs.items():
+            lines = text.splitlines()
+            hits = [i for i, line in enumerate(lines) if "error" in line.lower()]
+            if not hits:
+                continue
+            keep = sorted({j for i in hits for j in range(max(0, i - LOG_CONTEXT_LINES), min(len(lines), i + 2))})
+            parts.append(f"--- {source}\n" + "\n".join(lines[i] for i in keep))
+        return "\n".join(parts) or "(no error lines in the logs)"
+
+
+def job_logs(cluster: Cluster, snap: Snapshot, namespace: str, job: str, container: str = "buildkit-client") -> JobLogs:
+    """Read ``container``'s log of every pod of ``job`` (and the previous instance where there is one)."""
+    logs: dict[str, str] = {}
+    pods = [p for p in snap.pods_in(namespace) if snap.job_name_of(p) == job]
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", "")):
+        name = pod["metadata"]["name"]
+        for previous in (False, True):
+            try:
+                text = cluster.get_text(f"/api/v1/namespaces/{namespace}/pods/{name}/log", container=container,
+                                        previous="true" if previous else None)
+            except ApiException:
+                continue
+            logs[f"{name}{' (previous)' if previous else ''}"] = text
+    push_error = next((e for text in reversed(list(logs.values())) if (e := find_push_error(text))), None)
+    return JobLogs(job, container, logs, push_error)
+
+
+@dataclass(frozen=True)
+class RegistryTarget:
+    """Where the platform pushes: host, registry name (DigitalOcean's first path part) and a repository to test."""
+
+    host: str
+    name: str
+    repository: str
+
+    @property
+    def label(self) -> str:
+        """What a confirm names for fixes of this registry: the DigitalOcean registry name, else the host."""
+        return self.name or self.host
+
+
+def resolve_registry(snap: Snapshot, registry: str = "", push_error: PushError | None = None) -> RegistryTarget:
+    """The platform registry from (in order) the parameter, a push error, $NASIKO_PLATFORM_REGISTRY, agent images."""
+    image = ""
+    if push_error is not None:
+        image = push_error.image.rsplit(":", 1)[0]
+    agent_images = [c.get("image", "") for d in snap.deployments if d["metadata"]["name"].startswith("agent-")
+                    for c in d["spec"]["template"]["spec"].get("containers", [])]
+    reference = registry or image or os.environ.get("NASIKO_PLATFORM_REGISTRY", "") or (agent_images[0] if agent_images else "")
+    host, _, path = reference.partition("/")
+    host = normalize_host(host)
+    name = path.split("/", 1)[0] if host == DO_HOST and path else ""
+    repository = image.split("/", 1)[1] if image else ""
+    if not repository and agent_images:
+        repository = agent_images[0].split("/", 1)[-1].rsplit(":", 1)[0]
+        if name and not repository.startswith(name + "/"):
+            repository = f"{name}/{repository.split('/')[-1]}"
+    return RegistryTarget(host, name, repository)
+
+
+def pick_failed_job(jobs: list[dict], job: str) -> str:
+    """The Job to diagnose: the one named, else the newest failed one; "" when there is none."""
+    names = [j["metadata"]["name"] for j in jobs]
+    if job and job not in names:
+        raise RunbookInputError(f"job {job!r} is not a failed build Job here; failed: {', '.join(names) or 'none'}")
+    return job or (names[0] if names else "")
+
+
+def repositories_frame(provider: RegistryProvider | None) -> tuple[pd.DataFrame, list[Finding]]:
+    """The account's repositories with tag counts, sizes and last update (what a registry deletion loses)."""
+    columns = ["repository", "tags", "size MiB", "updated"]
+    if provider is None:
+        return pd.DataFrame(columns=columns), []
+    try:
+        repositories = provider.repositories()
+    except ProviderError as exc:
+        return pd.DataFrame(columns=columns), [provider_finding(exc, provider.name)]
+    rows = [{"repository": r.name, "tags": r.tag_count,
+             "size MiB": round(r.size_bytes / 2**20, 1) if r.size_bytes is not None else None,
+             "updated": r.updated.isoformat(timespec="minutes") if r.updated else ""} for r in repositories]
+    return pd.DataFrame(rows, columns=columns), []
+
+
+def references_to_registry(snap: Snapshot, host: str, name: str) -> pd.DataFrame:
+    """Every image reference and env value in the cluster that names ``host/name`` (what still uses that name)."""
+    prefix = f"{host}/{name}/"
+    rows = []
+    for obj in (*snap.deployments, *snap.jobs, *snap.pods, *snap.of_kind("CronJob")):
+        spec = obj.get("spec") or {}
+        pod_spec = ((spec.get("jobTemplate") or {}).get("spec") or spec).get("template", {}).get("spec") or spec
+        for container in (pod_spec.get("initContainers") or []) + (pod_spec.get("containers") or []):
+            values = [("image", container.get("image", ""))]
+            values += [(f"env {e.get('name')}", e.get("value") or "") for e in container.get("env") or []]
+            values += [("args", " ".join(container.get("args") or []))]
+            for field_name, value in values:
+                if prefix in value or value.rstrip("/") == f"{host}/{name}":
+                    rows.append({"kind": obj.get("kind", ""), "namespace": obj["metadata"].get("namespace", ""),
+                                 "name": obj["metadata"]["name"], "container": container.get("name", ""),
+                                 "field": field_name, "value": value[:160]})
+    return pd.DataFrame(rows, columns=["kind", "namespace", "name", "container", "field", "value"])
+
+
+def bootstrap_command(registry_name: str, kubeconfig: str = "") -> str:
+    """The guide's option 1: the platform's bootstrap with the account's real registry name."""
+    return ("uv run cli/main.py setup bootstrap \\\n"
+            f"  --kubeconfig {kubeconfig or '/path/to/kubeconfig.yaml'} \\\n"
+            "  --registry-type cloud \\\n"
+            f"  --cloud-reg-name {registry_name}")
+
+
+def tags_frame(provider: RegistryProvider | None, repositories: list[str]) -> tuple[pd.DataFrame, list[Finding]]:
+    """Tags of the given repositories with digest, size and age (one provider call per repository)."""
+    columns = ["repository", "tag", "digest", "size MiB", "updated"]
+    rows, problems = [], []
+    for repository in repositories if provider else []:
+        try:
+            tags = provider.tags(repository)
+        except ProviderError as exc:
+            problems.append(provider_finding(exc, provider.name))
+            continue
+        rows += [{"repository": t.repository, "tag": t.tag, "digest": t.digest[:19],
+                  "size MiB": round(t.size_bytes / 2**20, 1) if t.size_bytes is not None else None,
+                  "updated": t.updated.isoformat(timespec="minutes") if t.updated else ""} for t in tags]
+    return pd.DataFrame(rows, columns=columns), problems
+
+
+def token_lifecycle(snap: Snapshot, host: str, now=None) -> pd.DataFrame:
+    """Per platform secret: when its token was issued (the secret's age) and when it expires at the latest."""
+    from datetime import datetime, timezone
+
+    from nasiko_nb.checks.registry import expected_lifetime, secret_age
+
+    now = now or datetime.now(timezone.utc)
+    rows = []
+    for namespace, name in PLATFORM_SECRETS:
+        summary = snap.secret(namespace, name)
+        auth = summary.auth_for(host) if summary else None
+        age = secret_age(summary, now) if summary else None
+        lifetime = expected_lifetime(host)
+        rows.append({"secret": f"{namespace}/{name}", "user": auth.username if auth else "",
+                     "fingerprint": auth.fingerprint if auth else "",
+                     "issued": summary.created if summary else "missing",
+                     "expires by": (now - age + lifetime).isoformat(timespec="minutes") if age is not None else "",
+                     "expired": bool(age is not None and age > lifetime)})
+    return pd.DataFrame(rows, columns=["secret", "user", "fingerprint", "issued", "expires by", "expired"])

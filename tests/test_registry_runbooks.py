@@ -1,0 +1,158 @@
+"""The registry runbooks (02, 06, 11) against the simulated platform and its fake DigitalOcean, end to end."""
+import base64
+import json
+import threading
+import time
+
+import pytest
+
+from nasiko_nb import sim
+from nasiko_nb.cli import main
+from nasiko_nb.sim.server import Fault
+from tests.secrets_check import leaked_in
+
+EXPECTED_02 = {
+    "healthy": set(),
+    "registry-401-read-only-token": {"registry/read-only-token"},
+    "registry-401-expired-token": {"registry/expired-token"},
+    "registry-401-wrong-user": {"registry/wrong-user"},
+    "registry-401-revoked-token": {"registry/invalid-token"},
+    "registry-name-mismatch": {"registry/name-mismatch"},
+}
+PLATFORM_SECRETS = (("nasiko", "regcred"), ("buildkit", "regcred"), ("nasiko-agents", "agent-registry-credentials"))
+
+
+@pytest.fixture
+def platform(request, tmp_path, monkeypatch):
+    """A scenario served with its fake DigitalOcean; the runbook kernels reach both through the environment."""
+    server = sim.start(request.param)
+    for name, value in server.environment().items():
+        monkeypatch.setenv(name, value)
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    yield server, str(kubeconfig)
+    server.stop()
+
+
+def run(runbook, kubeconfig, output, *params):
+    args = ["run", runbook, "--kubeconfig", kubeconfig, "--output", str(output)]
+    for name, value in zip(params[::2], params[1::2]):
+        args += ["-p", name, value]
+    return main(args)
+
+
+def record(output, runbook):
+    return json.loads(sorted(output.glob(f"*-{runbook}.json"))[-1].read_text())
+
+
+def assert_no_secret_in(output, server):
+    for path in output.iterdir():
+        assert leaked_in(path.read_text(), server.secret_values()) == [], path.name
+
+
+def secret_data(server):
+    """The registry credentials (the decoded ``auth`` pairs) each platform secret holds."""
+    data = {}
+    for ns, name in PLATFORM_SECRETS:
+        config = json.loads(base64.b64decode(server.store.get("v1", "Secret", ns, name)["data"][".dockerconfigjson"]))
+        data[(ns, name)] = tuple(sorted((host, base64.b64decode(entry["auth"])) for host, entry in config["auths"].items()))
+    return data
+
+
+@pytest.mark.parametrize("platform", sorted(EXPECTED_02), indirect=True)
+def test_registry_401_runbook_tells_the_causes_apart(platform, tmp_path):
+    server, kubeconfig = platform
+    assert run("02", kubeconfig, tmp_path) == 0
+    result = record(tmp_path, "02-registry-401-unauthorized")
+    codes = {f["code"] for f in result["findings"]}
+    assert codes == EXPECTED_02[server.scenario], result["findings"]
+    assert result["changes"] == []
+    assert_no_secret_in(tmp_path, server)
+
+
+@pytest.mark.parametrize("platform", ["registry-401-read-only-token"], indirect=True)
+def test_fix_chain_resets_credentials_and_cleans_up_the_failed_job(platform, tmp_path):
+    server, kubeconfig = platform
+    before = secret_data(server)
+    assert run("02", kubeconfig, tmp_path, "dry_run", "false", "confirm", "nasiko-images",
+               "confirm_cleanup", "nasiko-agents") == 0
+    after = secret_data(server)
+    assert all(after[key] != before[key] for key in before) and len(set(after.values())) == 1
+    assert not [j for j in server.store.list("batch/v1", "Job", "nasiko-agents")
+                if any(c["type"] == "Failed" for c in j.get("status", {}).get("conditions", []))]
+    result = record(tmp_path, "02-registry-401-unauthorized")
+    assert {c["fix"] for c in result["changes"]} == {"reset-registry-credentials", "delete-failed-jobs"}
+    assert_no_secret_in(tmp_path, server)
+    rerun = tmp_path / "after"
+    assert run("02", kubeconfig, rerun) == 0
+    assert record(rerun, "02-registry-401-unauthorized")["findings"] == []
+
+
+def watch_secrets(server, stop: threading.Event, seen: list):
+    """Read the secrets as often as possible during a reset: each must exist with a decodable config."""
+    while not stop.is_set():
+        for ns, name in PLATFORM_SECRETS:
+            secret = server.store.get("v1", "Secret", ns, name)
+            seen.append(json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"] != {})
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("platform", ["registry-401-expired-token"], indirect=True)
+def test_reset_never_leaves_a_moment_without_the_secrets(platform, tmp_path):
+    server, kubeconfig = platform
+    stop, seen = threading.Event(), []
+    watcher = threading.Thread(target=watch_secrets, args=(server, stop, seen))
+    watcher.start()
+    try:
+        assert run("11", kubeconfig, tmp_path, "dry_run", "false", "confirm", "nasiko-images") == 0
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen and all(seen)
+    result = record(tmp_path, "11-reset-registry-credentials")
+    assert len(result["changes"]) == 3 and result["outcome"] == "changed"
+    notebook = next(tmp_path.glob("*.ipynb")).read_text()
+    assert "pull, push" in notebook   # the verification logged in with every secret
+    assert_no_secret_in(tmp_path, server)
+
+
+@pytest.mark.parametrize("platform", ["registry-401-revoked-token"], indirect=True)
+def test_reset_failing_midway_puts_everything_back(platform, tmp_path, capsys):
+    server, kubeconfig = platform
+    before = secret_data(server)
+    server.inject(Fault(500, r"/namespaces/nasiko-agents/secrets/agent-registry-credentials$", method="PUT"))
+    assert run("11", kubeconfig, tmp_path, "dry_run", "false", "confirm", "nasiko-images") == 1
+    err = capsys.readouterr().err
+    assert "could not be replaced" in err and "restored to its previous credentials" in err
+    assert secret_data(server) == before
+    result = record(tmp_path, "11-reset-registry-credentials")
+    assert result["outcome"] == "error"
+    assert [(c["resource"], c["change"].startswith("rollback")) for c in result["changes"]] == [
+        ("Secret nasiko/regcred", False), ("Secret buildkit/regcred", False),
+        ("Secret buildkit/regcred", True), ("Secret nasiko/regcred", True)]   # every write is on record
+    assert_no_secret_in(tmp_path, server)
+
+
+@pytest.mark.parametrize("platform", ["registry-401-read-only-token"], indirect=True)
+def test_reset_dry_run_and_wrong_confirm_change_nothing(platform, tmp_path):
+    server, kubeconfig = platform
+    before = secret_data(server)
+    assert run("11", kubeconfig, tmp_path) == 0
+    assert run("11", kubeconfig, tmp_path, "dry_run", "false", "confirm", "someone-elses-registry") == 2
+    assert secret_data(server) == before
+
+
+@pytest.mark.parametrize("platform", ["registry-secrets-inconsistent"], indirect=True)
+def test_secret_management_flags_and_updates_one_secret(platform, tmp_path):
+    server, kubeconfig = platform
+    assert run("06", kubeconfig, tmp_path) == 0
+    assert {f["code"] for f in record(tmp_path, "06-secret-management")["findings"]} == {
+        "registry/credentials-inconsistent"}
+    good = tmp_path / "config.json"
+    good.write_bytes(base64.b64decode(server.store.get("v1", "Secret", "nasiko", "regcred")["data"][".dockerconfigjson"]))
+    fixed = tmp_path / "fixed"
+    assert run("06", kubeconfig, fixed, "secret", "nasiko-agents/agent-registry-credentials",
+               "credentials_file", str(good), "dry_run", "false", "confirm", "agent-registry-credentials") == 0
+    assert len(set(secret_data(server).values())) == 1
+    assert record(fixed, "06-secret-management")["changes"][0]["resource"] == \
+        "Secret nasiko-agents/agent-registry-credentials"
+    assert_no_secret_in(fixed, server)
