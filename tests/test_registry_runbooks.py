@@ -65,6 +65,9 @@ def test_registry_401_runbook_tells_the_causes_apart(platform, tmp_path):
     result = record(tmp_path, "02-registry-401-unauthorized")
     codes = {f["code"] for f in result["findings"]}
     assert codes == EXPECTED_02[server.scenario], result["findings"]
+    if codes and codes != {"registry/name-mismatch"}:   # a credential cause is reported on each platform secret
+        assert sorted(f["resource"] for f in result["findings"]) == sorted(
+            f"Secret {ns}/{name}" for ns, name in PLATFORM_SECRETS)
     assert result["changes"] == []
     assert_no_secret_in(tmp_path, server)
 
@@ -156,3 +159,48 @@ def test_secret_management_flags_and_updates_one_secret(platform, tmp_path):
     assert record(fixed, "06-secret-management")["changes"][0]["resource"] == \
         "Secret nasiko-agents/agent-registry-credentials"
     assert_no_secret_in(fixed, server)
+
+
+OWNER = "platform-admin@nasiko.example"
+
+
+def owner_registry(server):
+    return server.digitalocean.world.accounts[OWNER].registry
+
+
+@pytest.mark.parametrize("platform", ["registry-name-mismatch"], indirect=True)
+def test_name_mismatch_shows_both_options_and_recreates_on_confirm(platform, tmp_path):
+    server, kubeconfig = platform
+    assert run("01", kubeconfig, tmp_path) == 0
+    result = record(tmp_path, "01-registry-name-mismatch")
+    assert [(f["code"], f["message"]) for f in result["findings"]] == [
+        ("registry/name-mismatch", "The platform uses registry 'nasiko-images' but the account's registry is 'my-registry'.")]
+    notebook = next(tmp_path.glob("*.ipynb")).read_text()
+    assert "--cloud-reg-name my-registry" in notebook                         # option 1
+    assert "registry.digitalocean.com/nasiko-images/" in notebook and "Deployment" in notebook   # what still names it
+    assert "delete the registry and ALL its images" in notebook and owner_registry(server).name == "my-registry"
+    assert run("01", kubeconfig, tmp_path / "wrong", "dry_run", "false", "confirm", "nasiko-images") == 2
+    assert owner_registry(server).name == "my-registry"
+    assert run("01", kubeconfig, tmp_path / "applied", "dry_run", "false", "confirm", "my-registry") == 0
+    assert owner_registry(server).name == "nasiko-images"
+    assert [c["verb"] for c in record(tmp_path / "applied", "01-registry-name-mismatch")["changes"]] == ["delete", "create"]
+
+
+@pytest.mark.parametrize("platform", ["healthy"], indirect=True)
+def test_digitalocean_registry_lists_images_and_deletes_a_tag_on_confirm(platform, tmp_path):
+    server, kubeconfig = platform
+    registry = owner_registry(server)
+    repository = next(name for name in registry.repositories if name.endswith("-agent"))
+    [tag] = registry.repositories[repository][0].tags
+    assert run("14", kubeconfig, tmp_path) == 0
+    result = record(tmp_path, "14-digitalocean-registry")
+    assert result["findings"] == []
+    notebook = next(tmp_path.glob("*.ipynb")).read_text()
+    assert repository in notebook and tag in notebook and "expires by" in notebook
+    assert run("14", kubeconfig, tmp_path / "wrong", "repository", repository, "tag", tag, "dry_run", "false",
+               "confirm", repository) == 2
+    assert any(tag in m.tags for m in registry.repositories[repository])
+    assert run("14", kubeconfig, tmp_path / "applied", "repository", repository, "tag", tag, "dry_run", "false",
+               "confirm", f"{repository}:{tag}") == 0
+    assert not any(tag in m.tags for m in owner_registry(server).repositories.get(repository, []))
+    assert_no_secret_in(tmp_path / "applied", server)

@@ -45,7 +45,7 @@ class PushError:
     def registry_name(self) -> str:
         """DigitalOcean's registry name: the first path component after the host."""
         parts = self.image.split("/")
-        return parts[1] if len(parts) > 2 else ""
+        return parts[1] if parts[0] == DO_HOST and len(parts) > 2 else ""
 
     @property
     def repository(self) -> str:
@@ -189,8 +189,9 @@ def detect_push_auth(snap: Snapshot, params: dict) -> list[Finding]:
                                      f"account {params.get('account', '?')} has registry {actual or 'none'}",
                                      requested=requested, actual=actual or "(none)"))
     now = params.get("now") or datetime.now(timezone.utc)
+    name_mismatch = bool(findings)
     for check in params.get("access") or []:
-        findings.extend(_classify_access(snap, check, params, now, name_mismatch=bool(findings)))
+        findings.extend(_classify_access(snap, check, params, now, name_mismatch))
     return findings
 
 
