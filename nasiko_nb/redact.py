@@ -36,6 +36,12 @@ class SecretSummary:
     created: str
     docker_auths: tuple[DockerAuth, ...] = ()
     problem: str | None = None     # why the docker config could not be read; never contains data
+    replaced: str = ""             # when a fix last replaced its credentials in place (annotation REPLACED_AT)
+
+    @property
+    def issued(self) -> str:
+        """When its credentials were written: the in-place replacement if any, else the creation."""
+        return self.replaced or self.created
 
     def auth_for(self, host: str) -> DockerAuth | None:
         wanted = normalize_host(host)
@@ -44,6 +50,11 @@ class SecretSummary:
     @property
     def hosts(self) -> list[str]:
         return [auth.host for auth in self.docker_auths]
+
+
+# Set by the credential fixes when they replace a Secret's data in place: its creationTimestamp then no longer
+# says how old the credentials are (registry tokens that expire, like ECR's 12-hour logins).
+REPLACED_AT = "nasiko-nb/credentials-replaced-at"
 
 
 def fingerprint(value: str) -> str:
@@ -85,7 +96,8 @@ def summarize_secret(raw: dict) -> SecretSummary:
             auths, problem = [], f"{config_key} could not be read"
     return SecretSummary(namespace=meta.get("namespace", ""), name=meta.get("name", ""), type=secret_type,
                          keys=keys, created=str(meta.get("creationTimestamp", "")),
-                         docker_auths=tuple(auths), problem=problem)
+                         docker_auths=tuple(auths), problem=problem,
+                         replaced=str((meta.get("annotations") or {}).get(REPLACED_AT, "")))
 
 
 def _docker_auths(config_key: str, data: dict, string_data: dict) -> tuple[list[DockerAuth], str | None]:

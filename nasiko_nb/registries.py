@@ -5,7 +5,12 @@ and turns provider failures into findings, so the pure checks in ``checks/regist
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import json
 import os
+import re
+import shlex
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -54,12 +59,13 @@ class AccountFacts:
         return pd.DataFrame(rows, columns=["fact", "value"])
 
 
-def account_facts(host: str) -> AccountFacts:
-    """Connect to the provider behind ``host`` and ask who we are and which registry the account has."""
+def account_facts(host: str, region: str = "") -> AccountFacts:
+    """Connect to the provider behind ``host`` (ECR: in ``region``, default the host's) and ask who we are and
+    which registry the account has."""
     facts = AccountFacts()
     name = "digitalocean" if normalize_host(host) == DO_HOST else "ecr" if ".dkr.ecr." in host else ""
     try:
-        facts.provider = provider_for(host)
+        facts.provider = provider_for(host, region)
         if facts.provider is None:
             return facts
         facts.account = facts.provider.account().id
@@ -258,11 +264,69 @@ def token_lifecycle(snap: Snapshot, host: str, now=None) -> pd.DataFrame:
     for namespace, name in PLATFORM_SECRETS:
         summary = snap.secret(namespace, name)
         auth = summary.auth_for(host) if summary else None
-        age = secret_age(summary, now) if summary else None
+        # a credential fix replaces the data in place: the credentials are as old as that replacement
+        age = secret_age(dataclasses.replace(summary, created=summary.issued), now) if summary else None
         lifetime = expected_lifetime(host)
         rows.append({"secret": f"{namespace}/{name}", "user": auth.username if auth else "",
                      "fingerprint": auth.fingerprint if auth else "",
-                     "issued": summary.created if summary else "missing",
+                     "issued": summary.issued if summary else "missing",
                      "expires by": (now - age + lifetime).isoformat(timespec="minutes") if age is not None else "",
                      "expired": bool(age is not None and age > lifetime)})
     return pd.DataFrame(rows, columns=["secret", "user", "fingerprint", "issued", "expires by", "expired"])
+
+
+def ecr_check_params(host: str, repositories: pd.DataFrame, problems: list[Finding]) -> dict:
+    """Params of the ``ecr`` and ``registry-secrets`` detectors: the registry, and the repositories ECR answered
+    (None when it could not be asked, so no repository is called missing for want of an answer)."""
+    return {"registry_host": host, "registry": host,
+            "ecr_repositories": None if problems else list(repositories["repository"])}
+
+
+REFRESHER = ("default", "ecr-credential-refresher")
+_LOGIN_VARIABLE = re.compile(r"(\w+)=\$\(aws ecr get-login-password")
+
+
+def refresher_extension(snap: Snapshot, host: str, region: str = "",
+                        secret: tuple[str, str] = ("nasiko-agents", "agent-registry-credentials")) -> str:
+    """The change to the refresher CronJob's script that makes it refresh ``secret`` too, as a diff and a patch.
+
+    The script belongs to the platform's bootstrap, so it is advice to apply (and to carry into the bootstrap),
+    not a fix this runbook applies. The added lines write the secret in place (apply), marked with
+    REPLACED_AT so its age stays readable, and the refresher's Role must be allowed to do that.
+    """
+    from nasiko_nb.redact import REPLACED_AT
+
+    namespace, name = secret
+    if ".dkr.ecr." not in host:
+        return f"The platform's registry {host or '(unknown)'} is not ECR: its logins need no refresher."
+    region = region or host.split(".dkr.ecr.", 1)[1].split(".", 1)[0]
+    cronjob = snap.get("CronJob", *REFRESHER)
+    if cronjob is None:
+        return f"There is no CronJob {REFRESHER[0]}/{REFRESHER[1]} to extend: re-create it with the bootstrap first."
+    containers = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"].get("containers") or []
+    found = [(index, field_name, position, part) for index, c in enumerate(containers)
+             for field_name in ("command", "args") for position, part in enumerate(c.get(field_name) or [])
+             if "get-login-password" in str(part)]
+    if not found:
+        return ("The refresher's script does not call `aws ecr get-login-password` in its command or args: "
+                f"add the lines for {namespace}/{name} by hand after the line that gets the login.")
+    index, field_name, position, script = found[0]
+    if name in script:
+        return f"The refresher's script already writes {name}; check its Job logs instead."
+    match = _LOGIN_VARIABLE.search(script)
+    password = f'"${match.group(1)}"' if match else f'"$(aws ecr get-login-password --region {region})"'
+    added = (f"kubectl create secret docker-registry {name} -n {namespace} \\\n"
+             f"  --docker-server={host} --docker-username=AWS --docker-password={password} \\\n"
+             f"  --dry-run=client -o yaml \\\n"
+             f"  | kubectl annotate -f - --local -o yaml {REPLACED_AT}=$(date -u +%Y-%m-%dT%H:%M:%SZ) \\\n"
+             f"  | kubectl apply -f -\n")
+    new_script = script.rstrip("\n") + "\n" + added
+    diff = "".join(difflib.unified_diff(script.splitlines(True), new_script.splitlines(True),
+                                        f"{field_name}[{position}] now", f"{field_name}[{position}] extended"))
+    patch = [{"op": "replace", "value": new_script,
+              "path": f"/spec/jobTemplate/spec/template/spec/containers/{index}/{field_name}/{position}"}]
+    return (f"CronJob {REFRESHER[0]}/{REFRESHER[1]} refreshes only regcred. Add {namespace}/{name} to its script:\n\n"
+            f"{diff}\nas a patch:\n\n  kubectl patch cronjob {REFRESHER[1]} -n {REFRESHER[0]} --type=json -p "
+            f"{shlex.quote(json.dumps(patch))}\n\n"
+            f"Its ServiceAccount's Role needs get, create and patch on secrets in {namespace}; carry the change "
+            f"into the bootstrap, or the next install loses it.")

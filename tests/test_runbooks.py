@@ -29,6 +29,13 @@ EXPECTED_05 = {
     "registry-401-revoked-token": set(),
     "registry-name-mismatch": set(),
     "registry-secrets-inconsistent": set(),
+    # ECR: agents deployed with a login older than 12 h cannot pull; the refresher's own trouble and a
+    # missing repository (only a new build's push fails) leave every running agent alone
+    "ecr-healthy": set(),
+    "ecr-agent-secret-stale": {"image-pull/unauthorized"},
+    "ecr-refresher-missing": {"image-pull/unauthorized"},
+    "ecr-refresher-failing": set(),
+    "ecr-repository-missing": set(),
 }
 
 

@@ -5,7 +5,8 @@ ECR logins last 12 hours. The platform's CronJob `ecr-credential-refresher` (nam
 `nasiko-agents` goes stale 12 h after it was made, and a refresher that is missing, suspended or failing
 lets every secret go stale. Bootstrap creates only the repository `nasiko-images` while images are pushed
 to `<registry>/<agent>`, so an agent's repository can be missing. A secret's age is its creation time
-because the refresher deletes and recreates it. Nothing is said unless the platform's registry is ECR.
+because the refresher deletes and recreates it (after an in-place fix: its REPLACED_AT annotation).
+Nothing is said unless the platform's registry is ECR.
 """
 from __future__ import annotations
 
@@ -158,11 +159,12 @@ def _stale_secret_findings(snapshot: Snapshot) -> list[Finding]:
     findings = []
     for secret in snapshot.secrets:
         auths = [a for a in secret.docker_auths if is_ecr_host(a.host)]
-        created = _time(secret.created)
+        created = _time(secret.issued)
         if not auths or created is None or snapshot.taken_at - created <= TOKEN_LIFETIME:
             continue
         age = _age(snapshot.taken_at - created)
-        evidence = (f"created {secret.created} ({age} before the snapshot at "
+        written = "credentials replaced" if secret.replaced else "created"
+        evidence = (f"{written} {secret.issued} ({age} before the snapshot at "
                     f"{snapshot.taken_at.isoformat(timespec='seconds')}); "
                     + ", ".join(f"{a.host} user {a.username or '?'} password {a.fingerprint or 'none'}"
                                 for a in auths)

@@ -23,7 +23,7 @@ from nasiko_nb.cluster import ApiFailure, Cluster
 from nasiko_nb.credentials import read_docker_credential, registry_client
 from nasiko_nb.fixes import Change, FixFailed, Plan
 from nasiko_nb.providers.base import DockerCredential, ProviderError
-from nasiko_nb.redact import fingerprint
+from nasiko_nb.redact import REPLACED_AT, fingerprint
 from nasiko_nb.snapshot import Snapshot
 
 RESET = "reset-registry-credentials"
@@ -79,7 +79,8 @@ def _execute_reset(cluster: Cluster, plan: Plan, obtain: Callable[[], DockerCred
 
 
 def _replace(cluster: Cluster, namespace: str, name: str, credential: DockerCredential) -> dict | None:
-    """PUT the new credentials into the secret (POST if absent); returns the previous data for a rollback."""
+    """PUT the new credentials into the secret (POST if absent), marked with when (REPLACED_AT, since its
+    creationTimestamp stays); returns the previous data and mark for a rollback."""
     path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
     data = {DOCKERCONFIG: base64.b64encode(credential.dockerconfigjson().encode()).decode()}
     try:
@@ -91,9 +92,12 @@ def _replace(cluster: Cluster, namespace: str, name: str, credential: DockerCred
             "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
             "metadata": {"name": name, "namespace": namespace}, "data": data})
         return None
-    previous = dict(current.get("data") or {})
-    current["data"] = {**previous, **data}
+    annotations = current["metadata"].get("annotations") or {}
+    previous = {"data": dict(current.get("data") or {}), REPLACED_AT: annotations.get(REPLACED_AT)}
+    current["data"] = {**previous["data"], **data}
     current["type"] = current.get("type") or "kubernetes.io/dockerconfigjson"
+    current["metadata"]["annotations"] = {
+        **annotations, REPLACED_AT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     _send(cluster, "PUT", path, current)
     return previous
 
@@ -109,7 +113,11 @@ def _restore(cluster: Cluster, plan: Plan, replaced: list[tuple[Change, dict | N
                 states[change.resource] = "created by this run and kept (it did not exist before)"
                 continue
             current = cluster.get_json(path)
-            current["data"] = previous
+            current["data"] = previous["data"]
+            annotations = {k: v for k, v in (current["metadata"].get("annotations") or {}).items() if k != REPLACED_AT}
+            if previous[REPLACED_AT]:
+                annotations[REPLACED_AT] = previous[REPLACED_AT]
+            current["metadata"]["annotations"] = annotations
             _send(cluster, "PUT", path, current)
             states[change.resource] = "restored to its previous credentials"
             fixes.record(plan, dataclasses.replace(change, description="rollback: previous credentials put back"))
@@ -258,3 +266,17 @@ def plan_delete_images(provider, repository: str, tag: str = "") -> list[Plan]:
         return fixes.Outcome(plan, True, f"deleted {change.resource}", [fixes.record(plan, change)])
 
     return [Plan(fix="delete-images", target=target, changes=[change], executor=execute)]
+
+
+ECR_REFRESH_CAUSES = {"registry/ecr-secret-stale", "registry/ecr-refresher-missing", "registry/ecr-refresher-failing"}
+
+
+def plan_ecr_refresh(snap: Snapshot, provider, target: str, findings, refresh_now: bool = False,
+                     secrets=PLATFORM_SECRETS) -> list[Plan]:
+    """A fresh 12-hour ECR login into the platform secrets, in place: offered when a secret is stale or the
+    refresher cannot be trusted (or ``refresh_now``); confirm names ``target``, the registry."""
+    wanted = refresh_now or any(f.code in ECR_REFRESH_CAUSES for f in findings)
+    if getattr(provider, "name", "") != "ecr" or not wanted:
+        return []
+    return [plan_reset(snap, f"a new 12-hour ECR login from get-authorization-token ({provider.region})",
+                       lambda: provider.docker_credentials(), target=target, secrets=secrets)]

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nasiko_nb.sim.aws import MOTO_LOGIN_PASSWORD, start_aws
 from nasiko_nb.sim.controllers import Controllers, nodes_from_objects
 from nasiko_nb.sim.digitalocean import start_digitalocean
 from nasiko_nb.sim.kubelet import RegistryWorld
-from nasiko_nb.sim.platform import FIXED_SECRET_VALUES, PLATFORM_REGISTRY, SECRET_VALUES, Cluster
+from nasiko_nb.sim.platform import ECR_HOST, FIXED_SECRET_VALUES, PLATFORM_REGISTRY, SECRET_VALUES, Cluster
 from nasiko_nb.sim.replay import SnapshotError, load_snapshot
 from nasiko_nb.sim.scenarios import SCENARIOS, UnknownScenario, build
 from nasiko_nb.sim.server import SimServer, start_server
@@ -52,18 +53,30 @@ def start(scenario: str | None = "healthy", snapshot: str | Path | None = None, 
     """Serve a scenario (or a snapshot, which takes precedence) on 127.0.0.1; returns the running server.
 
     A scenario also gets its fake DigitalOcean (API, token service, registry) over HTTPS, sharing the
-    cluster's DOWorld; ``server.environment()`` tells a runbook kernel how to reach it.
+    cluster's DOWorld, or for an ECR scenario a moto server holding its ECR registry;
+    ``server.environment()`` tells a runbook kernel how to reach either.
     """
     if snapshot is not None:
         return start_server(build_store(None, snapshot, writable_snapshot=writable_snapshot), port)
     cluster = build(scenario or "healthy", extra_pods=extra_pods)
-    digitalocean = start_digitalocean(cluster.digitalocean)
-    try:
-        server = start_server(_scenario_store(cluster), port)
-    except BaseException:
-        digitalocean.stop()
-        raise
+    if cluster.registry_type == "ecr":
+        aws = start_aws(cluster.world.registries[ECR_HOST])
+        try:
+            server = start_server(_scenario_store(cluster), port)
+        except BaseException:
+            aws.stop()
+            raise
+        server.attach_aws(aws)
+        tokens = (*cluster.secret_values, MOTO_LOGIN_PASSWORD)
+    else:
+        digitalocean = start_digitalocean(cluster.digitalocean)
+        try:
+            server = start_server(_scenario_store(cluster), port)
+        except BaseException:
+            digitalocean.stop()
+            raise
+        server.attach_digitalocean(digitalocean, cluster.digitalocean_token, PLATFORM_REGISTRY)
+        tokens = tuple(cluster.secret_values)
     server.scenario = scenario or "healthy"
-    server.attach_digitalocean(digitalocean, cluster.digitalocean_token, PLATFORM_REGISTRY)
-    server.plant_secrets((*FIXED_SECRET_VALUES, *cluster.secret_values))
+    server.plant_secrets((*FIXED_SECRET_VALUES, *tokens))
     return server

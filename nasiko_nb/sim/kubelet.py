@@ -93,10 +93,11 @@ class Registry:
     """One registry host: its repositories and tags, who may pull, and how it words refusals."""
 
     host: str
-    style: str                                    # "digitalocean" | "dockerhub" | "basic"
+    style: str                                    # "digitalocean" | "dockerhub" | "basic" | "ecr"
     repositories: dict[str, set[str]] = field(default_factory=dict)
     public_repositories: set[str] = field(default_factory=set)   # anonymous pull allowed
     accounts: dict[str, str] = field(default_factory=dict)       # username -> password/token
+    issued: dict[str, datetime] = field(default_factory=dict)    # ECR: authorization token -> when it was issued
 
     def add(self, repository: str, *tags: str, public: bool = False) -> None:
         self.repositories.setdefault(repository, set()).update(tags)
@@ -230,6 +231,40 @@ def _try_digitalocean_pull(registry: Registry, world: "DOWorld", ref: ImageRef,
     return _not_found(ref), ""
 
 
+ECR_TOKEN_LIFETIME = timedelta(hours=12)
+ECR_USER = "AWS"
+
+
+def ecr_refusal(registry: Registry, credential: tuple[str, str] | None, at: datetime) -> str | None:
+    """Why ECR refuses ``credential`` at ``at`` (None: accepted): no login, an unknown token, or one older than 12 h.
+
+    ECR challenges with Basic auth; containerd sends nothing without credentials for the host and ECR
+    answers an expired authorization token with its DENIED body.
+    """
+    if credential is None:
+        return "pull access denied, repository does not exist or may require authorization: authorization failed: " \
+               "no basic auth credentials"
+    issued = registry.issued.get(credential[1])
+    if credential[0] != ECR_USER or issued is None:
+        return "401 Unauthorized: not authorized: the security token included in the request is invalid"
+    if at - issued > ECR_TOKEN_LIFETIME:
+        return "401 Unauthorized: denied: Your authorization token has expired. Reauthenticate and try again."
+    return None
+
+
+def _try_ecr_pull(registry: Registry, ref: ImageRef, credential: tuple[str, str] | None, at: datetime) -> str | None:
+    refusal = ecr_refusal(registry, credential, at)
+    if refusal is not None and credential is None:
+        return _unpack_prefix(ref, "Unknown") + refusal
+    if refusal is not None:
+        return (_unpack_prefix(ref, "Unknown") + f"unexpected status from GET request to "
+                f"https://{registry.host}/v2/{ref.repository}/manifests/{ref.reference}: {refusal}")
+    tags = registry.repositories.get(ref.repository)
+    if tags is None or (ref.tag and ref.tag not in tags and not ref.digest):
+        return _not_found(ref)
+    return None
+
+
 def _try_pull(registry: Registry, ref: ImageRef, credential: tuple[str, str] | None) -> str | None:
     """None when the pull succeeds, else the error text."""
     if credential is not None and registry.accounts.get(credential[0]) != credential[1]:
@@ -272,6 +307,8 @@ def pull_image(image: str, pull_secret_names: Iterable[str], secrets: Mapping[st
     for credential in attempts:
         if registry.style == "digitalocean" and world.digitalocean is not None:
             error, digest = _try_digitalocean_pull(registry, world.digitalocean, ref, credential, at)
+        elif registry.style == "ecr":
+            error, digest = _try_ecr_pull(registry, ref, credential, at), image_digest(ref)
         else:
             error, digest = _try_pull(registry, ref, credential), image_digest(ref)
         if error is None:

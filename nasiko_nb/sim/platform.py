@@ -20,13 +20,21 @@ from urllib.parse import quote
 
 from nasiko_nb.sim.digitalocean import DOToken, DOWorld
 from nasiko_nb.sim.kubelet import (EventSink, Node, Registry, RegistryWorld, digitalocean_access, docker_credentials,
-                                   iso, run_pod)
+                                   ecr_refusal, iso, run_pod)
 
 DO_REGISTRY = "registry.digitalocean.com"
 REGISTRY_NAME = "nasiko-images"
 REGISTRY_REGION = "fra1"
 REGISTRY_USER = "platform-admin@nasiko.example"      # the DigitalOcean account that owns the platform's registry
 PLATFORM_REGISTRY = f"{DO_REGISTRY}/{REGISTRY_NAME}"
+ECR_ACCOUNT = "123456789012"                # moto's default account, so the simulated AWS answers for it
+ECR_REGION = "us-east-1"
+ECR_HOST = f"{ECR_ACCOUNT}.dkr.ecr.{ECR_REGION}.amazonaws.com"
+ECR_PLATFORM_REGISTRY = f"{ECR_HOST}/{REGISTRY_NAME}"   # the only repository `--registry-type ECR` bootstrap creates
+REFRESHER = "ecr-credential-refresher"
+REFRESHER_SERVICE_ACCOUNT = "ecr-refresher-sa"
+REFRESHER_ROLE = f"arn:aws:iam::{ECR_ACCOUNT}:role/nasiko-ecr-refresher"
+REFRESHER_IMAGE = "alpine/k8s:1.31.0"       # kubectl and the AWS CLI in one image
 YEAR_S = 365 * 24 * 3600
 BUILDKIT_ADDRESS = "tcp://buildkitd.buildkit.svc.cluster.local:1234"
 BACKEND_URL = "http://nasiko-backend.nasiko.svc.cluster.local:8000"
@@ -39,6 +47,13 @@ def _token(prefix: str, seed: str, length: int = 64) -> str:
 
 REVOKED_DO_TOKEN = _token("dop_v1_", "nasiko-sim revoked registry token")
 ECR_PASSWORD = "eyJwYXlsb2FkIjoi" + base64.b64encode(hashlib.sha512(b"nasiko-sim ecr").digest()).decode().rstrip("=")
+
+
+def ecr_token(seed: str) -> str:
+    """An ECR authorization token's password part (what `aws ecr get-login-password` prints), stable per seed."""
+    return "eyJwYXlsb2FkIjoi" + base64.b64encode(hashlib.sha512(seed.encode()).digest()).decode().rstrip("=")
+
+
 HARBOR_PASSWORD = "Harbor" + hashlib.sha256(b"nasiko-sim harbor").hexdigest()[:20]
 MONGO_ROOT_PASSWORD = "mR7" + hashlib.sha256(b"nasiko-sim mongodb").hexdigest()[:21]
 APP_SECRETS = {
@@ -126,6 +141,14 @@ def digitalocean_dockerconfigjson(token: str) -> str:
     return b64(json.dumps(config, separators=(",", ":")))
 
 
+def ecr_pull_secret(namespace: str, name: str, created: datetime, token: str) -> dict:
+    """An ECR registry Secret: auths {host: {auth: base64("AWS:" + token)}}."""
+    config = {"auths": {ECR_HOST: {"auth": b64(f"AWS:{token}")}}}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta(name, namespace, created),
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": b64(json.dumps(config, separators=(",", ":")))}}
+
+
 def pull_secret(namespace: str, name: str, created: datetime, token: str) -> dict:
     """A registry Secret made the guide's way: docker-config piped into `kubectl create secret generic`."""
     return {"apiVersion": "v1", "kind": "Secret", "metadata": meta(name, namespace, created),
@@ -145,6 +168,7 @@ class Cluster:
     broken: list[str] = field(default_factory=list)
     agents: list["Agent"] = field(default_factory=list)
     digitalocean_token: str = ""          # the registry owner's API token (DIGITALOCEAN_TOKEN)
+    registry_type: str = "digitalocean"   # "digitalocean" or "ecr" (bootstrap's --registry-type)
     secret_values: list[str] = field(default_factory=list)   # the tokens this build issued
     _cluster_ips: int = 20
     _secrets_by_ns: dict | None = None
@@ -207,13 +231,35 @@ class Cluster:
     def set_registry_secrets(self, token: str, created: datetime,
                              names=(("nasiko", "regcred"), ("buildkit", "regcred"),
                                     ("nasiko-agents", "agent-registry-credentials"))) -> None:
-        """(Re)create the platform's registry Secrets with ``token`` at ``created``, as the guide's Step 3 does."""
+        """(Re)create the platform's registry Secrets with ``token`` at ``created``, as the guide's Step 3 does
+        (on ECR: as `kubectl create secret docker-registry --docker-username=AWS` does)."""
         for namespace, name in names:
             try:
                 self.remove(self.find("Secret", namespace, name))
             except KeyError:
                 pass
-            self.add(pull_secret(namespace, name, created, token))
+            if self.registry_type == "ecr":
+                self.add(ecr_pull_secret(namespace, name, created, token))
+            else:
+                self.add(pull_secret(namespace, name, created, token))
+
+    def issue_ecr_token(self, issued: datetime) -> str:
+        """A 12-hour ECR login issued at ``issued``; the simulated ECR registry accepts it until it expires."""
+        token = ecr_token(f"nasiko-sim ecr {iso(issued)}")
+        self.world.registries[ECR_HOST].issued[token] = issued
+        self.secret_values.append(token)
+        SECRET_VALUES.add(token)
+        return token
+
+    @property
+    def agent_registry(self) -> str:
+        """Where build Jobs push agent images: `<registry>/<agent>:v<ts>`."""
+        return ECR_HOST if self.registry_type == "ecr" else PLATFORM_REGISTRY
+
+    @property
+    def platform_registry(self) -> str:
+        """The platform's registry as the bootstrap names it (NASIKO_PLATFORM_REGISTRY)."""
+        return ECR_PLATFORM_REGISTRY if self.registry_type == "ecr" else PLATFORM_REGISTRY
 
     def node_for(self, name: str) -> Node:
         return self.nodes[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(self.nodes)]
@@ -271,6 +317,15 @@ def registry_world(digitalocean: DOWorld) -> RegistryWorld:
     return world
 
 
+def add_ecr_registry(world: RegistryWorld, installed: datetime) -> Registry:
+    """The account's ECR registry: `nasiko-images` (platform images, one tag per component) and the
+    repositories an operator created for the agents; the refresher's image on Docker Hub."""
+    ecr = world.add(Registry(ECR_HOST, "ecr"))
+    ecr.add(REGISTRY_NAME, *(f"{component}-v1.4.2" for component in PLATFORM_COMPONENTS))
+    world.registries["docker.io"].add(REFRESHER_IMAGE.split(":")[0], REFRESHER_IMAGE.split(":")[1], public=True)
+    return ecr
+
+
 def push_image(world: RegistryWorld, image: str, at: datetime) -> None:
     """Record that a build pushed ``image`` (host/repo:tag) to its registry at ``at``."""
     host, rest = image.split("/", 1)
@@ -290,8 +345,11 @@ def push_refusal(cluster: "Cluster", image: str, at: datetime) -> str | None:
     the token fetch failing with 401, as the guide's symptom shows.
     """
     secret = cluster.secrets("nasiko-agents").get("agent-registry-credentials")
-    credential = docker_credentials(secret).get(DO_REGISTRY) if secret else None
+    host = image.split("/", 1)[0]
+    credential = docker_credentials(secret).get(host) if secret else None
     repository = image.split("/", 1)[1].rsplit(":", 1)[0]
+    if host == ECR_HOST:
+        return ecr_push_refusal(cluster.world.registries[ECR_HOST], image, repository, credential, at)
     granted = digitalocean_access(cluster.digitalocean, credential[1] if credential else None, repository, at)
     if granted is not None and "push" in granted:
         return None
@@ -299,6 +357,20 @@ def push_refusal(cluster: "Cluster", image: str, at: datetime) -> str | None:
     return (f"failed to push {image}: failed to authorize: failed to fetch oauth token: unexpected status from GET "
             f"request to https://api.digitalocean.com/v2/registry/auth?scope={scope}&service={DO_REGISTRY}: "
             "401 Unauthorized")
+
+
+def ecr_push_refusal(registry: Registry, image: str, repository: str, credential, at: datetime) -> str | None:
+    """ECR refuses a push without a valid login, and into a repository nobody created (ECR never creates one)."""
+    if credential is None:
+        return f"failed to push {image}: authorization failed: no basic auth credentials"
+    refusal = ecr_refusal(registry, credential, at)
+    if refusal is not None:
+        return (f"failed to push {image}: unexpected status from POST request to https://{ECR_HOST}/v2/{repository}"
+                f"/blobs/uploads/: {refusal}")
+    if repository not in registry.repositories:
+        return (f"failed to push {image}: name unknown: The repository with name '{repository}' does not exist in "
+                f"the registry with id '{ECR_ACCOUNT}'")
+    return None
 
 
 # ---- workloads ------------------------------------------------------------------------------------
@@ -680,6 +752,7 @@ class Agent:
     name: str
     built: datetime
     deployed: datetime
+    registry: str = PLATFORM_REGISTRY        # where its build pushes: `<registry>/<agent>:v<ts>`
 
     @property
     def build_ts(self) -> int:
@@ -695,7 +768,7 @@ class Agent:
 
     @property
     def image(self) -> str:
-        return f"{DO_REGISTRY}/{REGISTRY_NAME}/{self.name}:v{self.build_ts}"
+        return f"{self.registry}/{self.name}:v{self.build_ts}"
 
 
 def nodes() -> list[Node]:
@@ -756,37 +829,46 @@ def _mongo_env() -> dict:
             "MONGO_NASIKO_PASSWORD": {"secretKeyRef": {"name": "mongodb", "key": "mongodb-root-password"}}}
 
 
-def _platform_image(component: str) -> str:
+def platform_image(component: str, registry_type: str = "digitalocean") -> str:
+    """A platform component's image: its own repository on DigitalOcean, a tag of `nasiko-images` on ECR."""
+    if registry_type == "ecr":
+        return f"{ECR_PLATFORM_REGISTRY}:{component}-v1.4.2"
     return f"{DO_REGISTRY}/{REGISTRY_NAME}/{component}:v1.4.2"
 
 
-def platform_deployments() -> list[tuple[str, int, list[dict], list[tuple[str, int, int | str]], str]]:
+def platform_deployments(registry_type: str = "digitalocean"
+                         ) -> list[tuple[str, int, list[dict], list[tuple[str, int, int | str]], str]]:
     """(name, replicas, containers, service ports, service type) for every platform Deployment in ``nasiko``."""
-    build_env = {"BUILDKIT_ADDRESS": BUILDKIT_ADDRESS, "REGISTRY_URL": f"{DO_REGISTRY}/{REGISTRY_NAME}",
+    def image_of(component: str) -> str:
+        return platform_image(component, registry_type)
+
+    registry_url = ECR_HOST if registry_type == "ecr" else f"{DO_REGISTRY}/{REGISTRY_NAME}"
+    build_env = {"BUILDKIT_ADDRESS": BUILDKIT_ADDRESS, "REGISTRY_URL": registry_url,
                  "K8S_NAMESPACE": "nasiko-agents", "REDIS_HOST": "redis-master", "REDIS_PORT": "6379", **_mongo_env()}
     return [
-        ("nasiko-backend", 1, [container("nasiko-backend", _platform_image("nasiko-backend"), ports=[("http", 8000)],
+        ("nasiko-backend", 1, [container("nasiko-backend", image_of("nasiko-backend"), ports=[("http", 8000)],
                                          env={**_mongo_env(), "BUILDKIT_ADDRESS": BUILDKIT_ADDRESS,
                                               "REDIS_HOST": "redis-master",
                                               "OPENAI_API_KEY": {"secretKeyRef": {"name": "app-secrets", "key": "openai_api_key"}}},
                                          cpu="250m", memory="512Mi")], [("http", 8000, 8000)], "ClusterIP"),
-        ("nasiko-web", 1, [container("nasiko-web", _platform_image("nasiko-web"), ports=[("http", 4000)],
+        ("nasiko-web", 1, [container("nasiko-web", image_of("nasiko-web"), ports=[("http", 4000)],
                                      env={"NEXT_PUBLIC_API_URL": "/api"})], [("http", 4000, 4000)], "ClusterIP"),
-        ("nasiko-auth", 1, [container("nasiko-auth", _platform_image("nasiko-auth"), ports=[("http", 8001)],
+        ("nasiko-auth", 1, [container("nasiko-auth", image_of("nasiko-auth"), ports=[("http", 8001)],
                                       env={**_mongo_env(), "JWT_SECRET": {"secretKeyRef": {"name": "app-secrets", "key": "jwt_secret"}}})],
          [("http", 8001, 8001)], "ClusterIP"),
-        ("nasiko-router", 1, [container("nasiko-router", _platform_image("nasiko-router"), ports=[("http", 8000)],
+        ("nasiko-router", 1, [container("nasiko-router", image_of("nasiko-router"), ports=[("http", 8000)],
                                         env={"BACKEND_URL": BACKEND_URL})], [("http", 8000, 8000)], "ClusterIP"),
-        ("nasiko-k8s-build-worker", 2, [container("nasiko-k8s-build-worker", _platform_image("nasiko-k8s-build-worker"),
+        ("nasiko-k8s-build-worker", 2, [container("nasiko-k8s-build-worker", image_of("nasiko-k8s-build-worker"),
                                                   env=build_env, cpu="200m", memory="256Mi")], [], ""),
         ("kong-gateway", 1, [container("kong", "kong:3.4", ports=[("proxy", 8000), ("proxy-ssl", 8443), ("admin", 8001),
                                                                   ("manager", 8003)],
                                        env={"KONG_DATABASE": "postgres", "KONG_PG_HOST": "postgresql",
                                             "KONG_ADMIN_LISTEN": "0.0.0.0:8001", "KONG_PROXY_LISTEN": "0.0.0.0:8000",
                                             "KONG_PLUGINS": "bundled,nasiko-auth,chat-logger"}, cpu="250m", memory="512Mi"),
-                             container("chat-history", _platform_image("chat-history"), ports=[("http", 8002)], env=_mongo_env())],
+                             container("chat-history", image_of("chat-history"), ports=[("http", 8002)],
+                                       env=_mongo_env())],
          [("proxy", 80, 8000), ("proxy-ssl", 443, 8443), ("admin", 8001, 8001), ("manager", 8003, 8003)], "LoadBalancer"),
-        ("k8s-service-registry", 1, [container("k8s-service-registry", _platform_image("k8s-service-registry"),
+        ("k8s-service-registry", 1, [container("k8s-service-registry", image_of("k8s-service-registry"),
                                                ports=[("http", 8080)],
                                                env={"KONG_ADMIN_URL": "http://kong-gateway.nasiko:8001",
                                                     "WATCH_NAMESPACE": "nasiko-agents"})],
@@ -846,14 +928,20 @@ def build_job_template(agent: Agent, init_image: str = "curlimages/curl:8.11.1")
     return pod_template({}, [build], init_containers=[download], volumes=volumes, restart_policy="Never")
 
 
+#: What buildctl prints for every agent build before it pushes.
+BUILD_STEPS = (
+    "#1 [internal] load build definition from Dockerfile", "#1 transferring dockerfile: 412B done", "#1 DONE 0.1s",
+    "#2 [internal] load metadata for docker.io/library/python:3.12-slim", "#2 DONE 1.2s",
+    "#5 [2/5] WORKDIR /app", "#5 DONE 0.1s",
+    "#7 [4/5] RUN pip install --no-cache-dir -r requirements.txt", "#7 DONE 23.4s",
+    "#9 exporting to image", "#9 exporting layers 2.1s done",
+)
+
+
 def build_log(agent: Agent) -> str:
     digest = hashlib.sha256(agent.image.encode()).hexdigest()
     return "\n".join([
-        "#1 [internal] load build definition from Dockerfile", "#1 transferring dockerfile: 412B done", "#1 DONE 0.1s",
-        "#2 [internal] load metadata for docker.io/library/python:3.12-slim", "#2 DONE 1.2s",
-        "#5 [2/5] WORKDIR /app", "#5 DONE 0.1s",
-        "#7 [4/5] RUN pip install --no-cache-dir -r requirements.txt", "#7 DONE 23.4s",
-        "#9 exporting to image", "#9 exporting layers 2.1s done",
+        *BUILD_STEPS,
         f"#9 exporting manifest sha256:{digest} done",
         f"#9 pushing layers 4.8s done", f"#9 pushing manifest for {agent.image}@sha256:{digest}",
         f"#9 pushing manifest for {agent.image}@sha256:{digest} 0.6s done", "#9 DONE 8.1s", ""])
@@ -896,14 +984,10 @@ def failed_build_log(agent: Agent, refusal: str) -> str:
     config = hashlib.sha256(f"config {agent.image}".encode()).hexdigest()
     repository = agent.image.split("/", 1)[1].rsplit(":", 1)[0]
     return "\n".join([
-        "#1 [internal] load build definition from Dockerfile", "#1 transferring dockerfile: 412B done", "#1 DONE 0.1s",
-        "#2 [internal] load metadata for docker.io/library/python:3.12-slim", "#2 DONE 1.2s",
-        "#5 [2/5] WORKDIR /app", "#5 DONE 0.1s",
-        "#7 [4/5] RUN pip install --no-cache-dir -r requirements.txt", "#7 DONE 23.4s",
-        "#9 exporting to image", "#9 exporting layers 2.1s done",
+        *BUILD_STEPS,
         f"#9 exporting manifest sha256:{digest} done", f"#9 exporting config sha256:{config} done",
         f"#9 naming to {agent.image} done", "#9 pushing layers",
-        f"#10 [auth] {repository}:pull,push token for {DO_REGISTRY}", "#10 DONE 0.0s",
+        f"#10 [auth] {repository}:pull,push token for {agent.image.split('/', 1)[0]}", "#10 DONE 0.0s",
         "#9 pushing layers 0.4s done", f"#9 ERROR: {refusal}",
         "------", " > exporting to image:", "------", f"error: failed to solve: {refusal}", ""])
 
@@ -938,16 +1022,22 @@ def refresh_endpoints(cluster: Cluster) -> None:
 
 
 def baseline(now: datetime | None = None, *, installed_ago: timedelta = timedelta(days=12, hours=5),
-             token_expiry_s: int = YEAR_S) -> Cluster:
+             token_expiry_s: int = YEAR_S, registry_type: str = "digitalocean") -> Cluster:
     """The healthy platform: 2 nodes, platform services in nasiko, BuildKit, two agents with their builds.
 
     The registry Secrets hold a read-write DigitalOcean registry token of the registry's owner, issued at
     install (``token_expiry_s``, 1 year by default); app-secrets' do_token is the owner's API token.
+    With ``registry_type="ecr"`` the platform was bootstrapped with `--registry-type ECR`: images live in
+    the account's ECR registry, the Secrets hold a 12-hour ECR login issued at install, and the CronJob
+    ecr-credential-refresher in `default` (with its first Job ecr-refresher-init) keeps regcred fresh.
     """
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     born = now - max(timedelta(days=41, hours=3), installed_ago + timedelta(days=3))
     installed = now - installed_ago
-    cluster = Cluster(now=now, world=registry_world(digitalocean_world(installed)), nodes=nodes())
+    cluster = Cluster(now=now, world=registry_world(digitalocean_world(installed)), nodes=nodes(),
+                      registry_type=registry_type)
+    if registry_type == "ecr":
+        add_ecr_registry(cluster.world, installed)
     cluster.add(*node_objects(cluster, born))
     for ns in NAMESPACES:
         created = born if ns.startswith(("kube-", "default")) else installed
@@ -960,8 +1050,11 @@ def baseline(now: datetime | None = None, *, installed_ago: timedelta = timedelt
                                       annotations={"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}),
                      "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIDJzCCAg+gAwIBAgICBnUwDQYJKoZIhvcNAQELBQAwMzEVMBMGA1UEChMMRGln\n-----END CERTIFICATE-----\n"}})
 
-    cluster.set_registry_secrets(cluster.issue_registry_token(REGISTRY_USER, installed, expiry_seconds=token_expiry_s),
-                                 installed)
+    if registry_type == "ecr":
+        cluster.set_registry_secrets(cluster.issue_ecr_token(installed), installed)
+    else:
+        cluster.set_registry_secrets(cluster.issue_registry_token(REGISTRY_USER, installed,
+                                                                  expiry_seconds=token_expiry_s), installed)
     cluster.digitalocean_token = cluster.digitalocean.api_token(REGISTRY_USER)
     cluster.secret_values.append(cluster.digitalocean_token)
     SECRET_VALUES.add(cluster.digitalocean_token)
@@ -974,7 +1067,8 @@ def baseline(now: datetime | None = None, *, installed_ago: timedelta = timedelt
                                           "app.kubernetes.io/managed-by": "Helm"}),
                  "type": "Opaque", "data": {"mongodb-root-password": b64(MONGO_ROOT_PASSWORD)}})
     cluster.add({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("nasiko-config", "nasiko", installed),
-                 "data": {"REGISTRY_TYPE": "digitalocean", "REGISTRY_URL": PLATFORM_REGISTRY,
+                 "data": {"REGISTRY_TYPE": "ECR" if registry_type == "ecr" else "digitalocean",
+                          "REGISTRY_URL": cluster.agent_registry,
                           "BUILDKIT_ADDRESS": BUILDKIT_ADDRESS, "AGENTS_NAMESPACE": "nasiko-agents"}})
 
     # kube-system: CoreDNS behind kube-dns 10.245.0.10
@@ -1065,9 +1159,14 @@ def baseline(now: datetime | None = None, *, installed_ago: timedelta = timedelt
                         cluster.cluster_ip()))
 
     # platform deployments in nasiko
-    agents = [Agent("a2a-github-agent", now - timedelta(minutes=44), now - timedelta(minutes=41)),
-              Agent("weather-agent", now - timedelta(minutes=29), now - timedelta(minutes=26))]
-    for index, (name, replicas, containers, ports, kind) in enumerate(platform_deployments()):
+    agents = [Agent("a2a-github-agent", now - timedelta(minutes=44), now - timedelta(minutes=41),
+                    cluster.agent_registry),
+              Agent("weather-agent", now - timedelta(minutes=29), now - timedelta(minutes=26), cluster.agent_registry)]
+    if registry_type == "ecr":
+        for agent in agents:
+            cluster.world.registries[ECR_HOST].add(agent.name)
+        add_ecr_refresher(cluster, installed)
+    for index, (name, replicas, containers, ports, kind) in enumerate(platform_deployments(registry_type)):
         created = installed + timedelta(minutes=5, seconds=7 * index)
         deploy = deployment("nasiko", name, pod_template({"app": name}, containers, pull_secrets=["regcred"]),
                             created, replicas=replicas)
@@ -1098,6 +1197,75 @@ def baseline(now: datetime | None = None, *, installed_ago: timedelta = timedelt
     add_logs_for_running_pods(cluster, log_text)
     refresh_endpoints(cluster)
     return cluster
+
+
+REFRESHER_SCRIPT = f"""set -e
+TOKEN=$(aws ecr get-login-password --region {ECR_REGION})
+for NS in nasiko buildkit; do
+  kubectl delete secret regcred -n $NS --ignore-not-found
+  kubectl create secret docker-registry regcred -n $NS \\
+    --docker-server={ECR_HOST} --docker-username=AWS --docker-password="$TOKEN"
+done
+"""
+REFRESHER_DENIED = (f"An error occurred (AccessDeniedException) when calling the GetAuthorizationToken operation: "
+                    f"User: arn:aws:sts::{ECR_ACCOUNT}:assumed-role/nasiko-ecr-refresher/botocore-session-1747 is not "
+                    "authorized to perform: ecr:GetAuthorizationToken on resource: * because no identity-based policy "
+                    "allows the ecr:GetAuthorizationToken action")
+
+
+def refresher_template() -> dict:
+    return pod_template({}, [container("refresher", REFRESHER_IMAGE, cpu="50m", memory="64Mi",
+                                       command=["/bin/sh", "-c"], args=[REFRESHER_SCRIPT])],
+                        restart_policy="Never", service_account=REFRESHER_SERVICE_ACCOUNT)
+
+
+def add_ecr_refresher(cluster: Cluster, installed: datetime) -> dict:
+    """The CronJob the ECR bootstrap installs in `default` (every 6 h, IRSA ServiceAccount ecr-refresher-sa),
+    and its first run ecr-refresher-init, which made the regcred Secrets at install."""
+    cluster.add({"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": meta(REFRESHER_SERVICE_ACCOUNT, "default", installed,
+                                  annotations={"eks.amazonaws.com/role-arn": REFRESHER_ROLE})})
+    cronjob = {"apiVersion": "batch/v1", "kind": "CronJob",
+               "metadata": {**meta(REFRESHER, "default", installed), "generation": 1},
+               "spec": {"schedule": "0 */6 * * *", "concurrencyPolicy": "Forbid", "suspend": False,
+                        "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1,
+                        "jobTemplate": {"metadata": {}, "spec": {"backoffLimit": 1, "template": refresher_template()}}},
+               "status": {}}
+    cluster.add(cronjob)
+    init = build_job("default", "ecr-refresher-init", refresher_template(), installed)
+    pod = start_job(cluster, init, installed)
+    cluster.logs[("default", pod["metadata"]["name"], "refresher", False)] = _refresher_log()
+    return cronjob
+
+
+def _refresher_log() -> str:
+    return "".join(f'secret "regcred" deleted\nsecret/regcred created\n' for _ in ("nasiko", "buildkit"))
+
+
+def run_ecr_refresher(cluster: Cluster, scheduled: datetime, *, denied: bool = False) -> dict:
+    """One scheduled run of the refresher: a Job named after its schedule time; on success regcred (nasiko,
+    buildkit) is deleted and created again with a new ECR login; ``denied`` is IAM refusing the login."""
+    cronjob = cluster.find("CronJob", "default", REFRESHER)
+    job = build_job("default", f"{REFRESHER}-{int(scheduled.timestamp()) // 60}",
+                    cronjob["spec"]["jobTemplate"]["spec"]["template"], scheduled)
+    job["metadata"]["ownerReferences"] = [owner_reference(cronjob)]
+    status = cronjob["status"]
+    status["lastScheduleTime"] = iso(scheduled)
+    if denied:
+        pods = run_failing_job(cluster, job, scheduled, {"refresher": 254})
+        log = REFRESHER_DENIED + "\n"
+    else:
+        pods = [start_job(cluster, job, scheduled)]
+        refreshed = scheduled + timedelta(seconds=20)
+        cluster.set_registry_secrets(cluster.issue_ecr_token(refreshed), refreshed,
+                                     names=(("nasiko", "regcred"), ("buildkit", "regcred")))
+        status["lastSuccessfulTime"] = job["status"]["completionTime"]
+        log = _refresher_log()
+    for pod in pods:
+        cluster.logs[("default", pod["metadata"]["name"], "refresher", False)] = log
+    emit_controller_event(cluster, cronjob, "SuccessfulCreate", f"Created job {job['metadata']['name']}", scheduled,
+                          "cronjob-controller")
+    return job
 
 
 def add_extra_pods(cluster: Cluster, count: int) -> None:

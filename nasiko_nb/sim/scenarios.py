@@ -12,13 +12,12 @@ from typing import Callable
 
 from nasiko_nb.sim.kubelet import Registry
 from nasiko_nb.sim.kubelet import docker_credentials
-from nasiko_nb.sim.platform import (DO_REGISTRY, ECR_PASSWORD, REGISTRY_NAME, REGISTRY_REGION, REGISTRY_USER,
-                                    REVOKED_DO_TOKEN, Agent, Cluster, add_agent, add_extra_pods, agent_deployment,
-                                    baseline, build_job, build_job_template, dockerconfigjson, refresh_endpoints,
-                                    restart_deployment, run_build, start_job)
+from nasiko_nb.sim.platform import (DO_REGISTRY, ECR_HOST, ECR_PASSWORD, REFRESHER, REGISTRY_NAME, REGISTRY_REGION,
+                                    REGISTRY_USER, REVOKED_DO_TOKEN, Agent, Cluster, add_agent, add_extra_pods,
+                                    agent_deployment, baseline, build_job, build_job_template, dockerconfigjson,
+                                    refresh_endpoints, restart_deployment, run_build, run_ecr_refresher, start_job)
 
 BROKEN_AGENT = "weather-agent"
-ECR_HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 NEW_AGENT = "summarizer-agent"            # uploaded after the registry credentials broke
 TEAMMATE = "dev-teammate@nasiko.example"  # another DigitalOcean account, with a registry of its own
 TEAMMATE_REGISTRY = "teammate-sandbox"
@@ -51,6 +50,16 @@ SCENARIOS: dict[str, str] = {
                               "the build's push fails with 401.",
     "registry-secrets-inconsistent": "regcred (nasiko, buildkit) holds a fresh token, agent-registry-credentials "
                                      "an older different one: builds still push.",
+    "ecr-healthy": "Bootstrapped 2 h ago with --registry-type ECR: the refresher CronJob's first Job succeeded, "
+                   "every registry Secret holds a 2-hour-old ECR login.",
+    "ecr-agent-secret-stale": "ECR platform installed 13 h ago: the refresher keeps regcred fresh but never touches "
+                              "agent-registry-credentials, whose login expired: agent pulls and build pushes get 401.",
+    "ecr-refresher-missing": "ECR platform without the ecr-credential-refresher CronJob: every registry Secret holds "
+                             "a 14-hour-old, expired ECR login.",
+    "ecr-refresher-failing": "The refresher's last Job failed (IAM denies ecr:GetAuthorizationToken); the Secrets "
+                             "are 7 h old and expire in 5 h.",
+    "ecr-repository-missing": "A new agent's build pushes to <registry>/<agent> but bootstrap created only "
+                              "nasiko-images: ECR answers 'name unknown'.",
 }
 
 
@@ -163,7 +172,7 @@ def _mark_registry_secrets_broken(cluster: Cluster) -> None:
 def _failed_push_build(cluster: Cluster) -> None:
     """A new agent uploaded 9 minutes ago: its build Job runs with the current credentials and fails to push."""
     built = cluster.now - timedelta(minutes=9)
-    job = run_build(cluster, Agent(NEW_AGENT, built, built))
+    job = run_build(cluster, Agent(NEW_AGENT, built, built, cluster.agent_registry))
     name = job["metadata"]["name"]
     cluster.broken.append(f"Job nasiko-agents/{name}")
     cluster.broken += [f"Pod nasiko-agents/{pod['metadata']['name']}" for pod in cluster.of_kind("Pod", "nasiko-agents")
@@ -225,6 +234,43 @@ def secrets_inconsistent(cluster: Cluster) -> None:
     cluster.broken.append("Secret nasiko-agents/agent-registry-credentials")
 
 
+def _mark_failing_pods(cluster: Cluster) -> None:
+    """Every pod that does not run or complete, and what owns it, as broken (the expired login's reach)."""
+    for pod in cluster.of_kind("Pod"):
+        if pod["status"]["phase"] not in ("Running", "Succeeded"):
+            cluster.broken.append(f"Pod {pod['metadata']['namespace']}/{pod['metadata']['name']}")
+
+
+def ecr_agent_secret_stale(cluster: Cluster) -> None:
+    """Installed 13 h ago; the refresher ran 8 h and 2 h ago, recreating only regcred. The agents built and
+    deployed in the last hour pushed and pulled with agent-registry-credentials' expired login."""
+    for hours in (8, 2):
+        run_ecr_refresher(cluster, cluster.now - timedelta(hours=hours))
+    cluster.broken.append("Secret nasiko-agents/agent-registry-credentials")
+    _mark_failing_pods(cluster)
+
+
+def ecr_refresher_missing(cluster: Cluster) -> None:
+    """Installed 14 h ago and the CronJob deleted (or never applied): every login expired 2 h ago."""
+    cluster.remove(cluster.find("CronJob", "default", REFRESHER))
+    cluster.remove(cluster.find("Job", "default", "ecr-refresher-init"))
+    cluster.broken.append(f"CronJob default/{REFRESHER}")
+    _mark_registry_secrets_broken(cluster)
+    _mark_failing_pods(cluster)
+
+
+def ecr_refresher_failing(cluster: Cluster) -> None:
+    """Installed 7 h ago; the scheduled run 1 h ago failed: the IAM role lost ecr:GetAuthorizationToken."""
+    job = run_ecr_refresher(cluster, cluster.now - timedelta(hours=1), denied=True)
+    cluster.broken += [f"CronJob default/{REFRESHER}", f"Job default/{job['metadata']['name']}"]
+    _mark_failing_pods(cluster)
+
+
+def ecr_repository_missing(cluster: Cluster) -> None:
+    """A new agent uploaded 9 minutes ago: nobody created its repository, so the build's push is refused."""
+    _failed_push_build(cluster)
+
+
 _BUILDERS: dict[str, Callable[[Cluster], None]] = {
     "healthy": healthy,
     "image-pull-missing-secret": missing_secret,
@@ -243,6 +289,11 @@ _BUILDERS: dict[str, Callable[[Cluster], None]] = {
     "registry-401-revoked-token": revoked_token,
     "registry-name-mismatch": name_mismatch,
     "registry-secrets-inconsistent": secrets_inconsistent,
+    "ecr-healthy": healthy,
+    "ecr-agent-secret-stale": ecr_agent_secret_stale,
+    "ecr-refresher-missing": ecr_refresher_missing,
+    "ecr-refresher-failing": ecr_refresher_failing,
+    "ecr-repository-missing": ecr_repository_missing,
 }
 
 # Scenarios whose history starts differently: installed (and its registry token issued, 30-day default
@@ -250,6 +301,11 @@ _BUILDERS: dict[str, Callable[[Cluster], None]] = {
 _BASELINE_OPTIONS: dict[str, dict] = {
     "registry-401-expired-token": {"installed_ago": timedelta(days=30) + EXPIRED_AGO,
                                    "token_expiry_s": DO_DEFAULT_EXPIRY_S},
+    "ecr-healthy": {"registry_type": "ecr", "installed_ago": timedelta(hours=2)},
+    "ecr-agent-secret-stale": {"registry_type": "ecr", "installed_ago": timedelta(hours=13)},
+    "ecr-refresher-missing": {"registry_type": "ecr", "installed_ago": timedelta(hours=14)},
+    "ecr-refresher-failing": {"registry_type": "ecr", "installed_ago": timedelta(hours=7)},
+    "ecr-repository-missing": {"registry_type": "ecr", "installed_ago": timedelta(hours=2)},
 }
 
 

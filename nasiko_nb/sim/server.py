@@ -6,12 +6,16 @@ import threading
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from nasiko_nb.sim.apiserver import KubeApiHandler
 from nasiko_nb.sim.digitalocean import REGISTRY_HOST, DigitalOceanServer
 from nasiko_nb.sim.store import Store
+
+if TYPE_CHECKING:
+    from nasiko_nb.sim.aws import AwsServer
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class SimServer:
     """
 
     digitalocean: DigitalOceanServer | None = None
+    aws: "AwsServer | None" = None       # an ECR scenario's moto server
     scenario: str | None = None          # the scenario served (None: a snapshot or a bare store)
 
     def __init__(self, store: Store, port: int = 0):
@@ -77,6 +82,10 @@ class SimServer:
         """Serve ``digitalocean`` with this cluster: ``api_token`` is the registry owner's DIGITALOCEAN_TOKEN."""
         self.digitalocean, self._digitalocean_token, self._registry = digitalocean, api_token, platform_registry
 
+    def attach_aws(self, aws: "AwsServer") -> None:
+        """Serve ``aws`` (an ECR scenario's moto server) with this cluster; stopped with it."""
+        self.aws = aws
+
     def plant_secrets(self, values) -> None:
         """Record the passwords and tokens this server's Secrets hold (for leak checks)."""
         self._secret_values = tuple(values)
@@ -85,7 +94,9 @@ class SimServer:
         return self._secret_values
 
     def environment(self) -> dict[str, str]:
-        """The variables a runbook kernel needs to reach this cluster's DigitalOcean (empty without one)."""
+        """The variables a runbook kernel needs to reach this cluster's DigitalOcean or AWS (empty without one)."""
+        if self.aws is not None:
+            return self.aws.environment()
         if self.digitalocean is None:
             return {}
         return {"DIGITALOCEAN_TOKEN": self._digitalocean_token, "NASIKO_DO_API_URL": self.digitalocean.api_url,
@@ -104,6 +115,8 @@ class SimServer:
         self._thread.join(timeout=5)
         if self.digitalocean is not None:
             self.digitalocean.stop()
+        if self.aws is not None:
+            self.aws.stop()
 
     def __enter__(self) -> "SimServer":
         return self
