@@ -1,5 +1,6 @@
 """The registry runbooks (02, 06, 11) against the simulated platform and its fake DigitalOcean, end to end."""
 import base64
+import os
 import json
 import threading
 import time
@@ -204,3 +205,12 @@ def test_digitalocean_registry_lists_images_and_deletes_a_tag_on_confirm(platfor
                "confirm", f"{repository}:{tag}") == 0
     assert not any(tag in m.tags for m in owner_registry(server).repositories.get(repository, []))
     assert_no_secret_in(tmp_path / "applied", server)
+
+
+def test_demo_mode_points_the_kernel_at_the_fake_digitalocean(tmp_path, monkeypatch):
+    """`--demo` alone is enough: the CLI hands the scenario's DigitalOcean to the runbook, and takes it back."""
+    for variable in ("DIGITALOCEAN_TOKEN", "NASIKO_DO_API_URL", "NASIKO_CA_BUNDLE", "NASIKO_REGISTRY_ENDPOINTS"):
+        monkeypatch.delenv(variable, raising=False)
+    assert main(["run", "02", "--demo", "registry-401-wrong-user", "--output", str(tmp_path)]) == 0
+    assert {f["code"] for f in record(tmp_path, "02-registry-401-unauthorized")["findings"]} == {"registry/wrong-user"}
+    assert "DIGITALOCEAN_TOKEN" not in os.environ

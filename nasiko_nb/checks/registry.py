@@ -214,6 +214,9 @@ def _classify_access(snap: Snapshot, check: dict, params: dict, now: datetime, n
             return [make_finding("registry/expired-token", resource,
                                  f"{evidence}; secret created {_human(age)} ago, tokens last {_human(lifetime)}",
                                  secret=name, expired_at=expired_at)]
+        if "expired" in check.get("detail", "").lower():   # the token service says so (Harbor robots, ECR)
+            return [make_finding("registry/expired-token", resource, evidence, secret=name,
+                                 expired_at="a time the token service did not say")]
         return [make_finding("registry/invalid-token", resource, f"{evidence}; secret age {_human(age) if age else '?'}",
                              secret=name)]
     if {"pull", "push"} <= granted:

@@ -247,3 +247,28 @@ def test_rate_limit_is_its_own_code(rate_limited_server):
         RegistryClient(rate_limited_server, "admin", PASSWORDS["admin"]).ping()
     assert (raised.value.code, raised.value.status) == ("provider/rate-limited", 429)
     assert "TOOMANYREQUESTS" in str(raised.value)
+
+
+def test_real_registry_answers_become_distinct_cause_codes(token_registry):
+    """good, wrong, read-only and expired credentials each end in their own code through the detector."""
+    from datetime import datetime, timezone
+
+    from nasiko_nb.checks import run_checks
+    from nasiko_nb.snapshot import Snapshot
+
+    created = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    cases = [("good", "builder", None), ("wrong", "builder", "not-the-password"), ("read-only", "reader", None),
+             ("expired", "expired", None)]
+    secrets = [{"kind": "Secret", "type": "Opaque", "metadata": {"namespace": "nasiko-agents", "name": case,
+                                                                  "creationTimestamp": created}} for case, _, _ in cases]
+    access = []
+    for case, user, password in cases:
+        check = token_client(token_registry, user, password).check_access(REPOSITORY)
+        access.append({"namespace": "nasiko-agents", "secret": case, "host": check.host, "repository": REPOSITORY,
+                       "authenticated": check.authenticated, "granted": sorted(check.granted),
+                       "status": check.status, "detail": check.detail})
+    findings = run_checks(Snapshot.from_objects(secrets), {"access": access}, families=["registry-auth"])
+    assert sorted((f.resource, f.code) for f in findings) == [
+        ("Secret nasiko-agents/expired", "registry/expired-token"),
+        ("Secret nasiko-agents/read-only", "registry/read-only-token"),
+        ("Secret nasiko-agents/wrong", "registry/invalid-token")]
