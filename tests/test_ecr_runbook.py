@@ -135,7 +135,7 @@ def test_delete_a_tag_on_confirm(platform, tmp_path):
     server, kubeconfig = platform
     tag = "nasiko-web-v1.4.2"
     assert run(kubeconfig, tmp_path, "repository", "nasiko-images", "tag", tag,
-               "dry_run", "false", "confirm", f"nasiko-images:{tag}") == 0
+               "dry_run", "false", "confirm_delete", f"nasiko-images:{tag}") == 0
     assert [c["fix"] for c in record(tmp_path)["changes"]] == ["delete-images"]
     rerun = tmp_path / "after"
     run(kubeconfig, rerun)

@@ -214,3 +214,20 @@ def test_demo_mode_points_the_kernel_at_the_fake_digitalocean(tmp_path, monkeypa
     assert main(["run", "02", "--demo", "registry-401-wrong-user", "--output", str(tmp_path)]) == 0
     assert {f["code"] for f in record(tmp_path, "02-registry-401-unauthorized")["findings"]} == {"registry/wrong-user"}
     assert "DIGITALOCEAN_TOKEN" not in os.environ
+
+
+@pytest.mark.parametrize("platform", ["registry-401-read-only-token"], indirect=True)
+def test_reset_restarts_what_mounts_the_secrets_only_when_asked(platform, tmp_path):
+    server, kubeconfig = platform
+
+    def buildkitd_annotations():
+        deployment = server.store.get("apps/v1", "Deployment", "buildkit", "buildkitd")
+        return deployment["spec"]["template"]["metadata"].get("annotations") or {}
+
+    assert run("11", kubeconfig, tmp_path / "plain", "dry_run", "false", "confirm", "nasiko-images") == 0
+    assert "kubectl.kubernetes.io/restartedAt" not in buildkitd_annotations()
+    assert run("11", kubeconfig, tmp_path / "restart", "dry_run", "false", "confirm", "nasiko-images",
+               "restart_workloads", "true") == 0
+    assert "kubectl.kubernetes.io/restartedAt" in buildkitd_annotations()
+    changes = record(tmp_path / "restart", "11-reset-registry-credentials")["changes"]
+    assert [c["resource"] for c in changes if c["fix"] == "restart-mounting-workloads"] == ["Deployment buildkit/buildkitd"]
