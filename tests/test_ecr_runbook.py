@@ -6,11 +6,10 @@ import time
 
 import pytest
 
-from nasiko_nb import sim
-from nasiko_nb.cli import main
 from nasiko_nb.redact import fingerprint
 from nasiko_nb.sim.platform import ECR_HOST, REGISTRY_USER
-from tests.secrets_check import leaked_in
+from tests.runbook_runs import assert_no_secret_in as assert_no_secret_in_record
+from tests.runbook_runs import latest_record, run_runbook
 
 RUNBOOK = "15-aws-ecr"
 EXPECTED_15 = {
@@ -24,32 +23,16 @@ EXPECTED_15 = {
 AGENT_SECRET = ("nasiko-agents", "agent-registry-credentials")
 
 
-@pytest.fixture
-def platform(request, tmp_path, monkeypatch):
-    """An ECR scenario served with moto as its AWS; the runbook kernels reach both through the environment."""
-    server = sim.start(request.param)
-    for name, value in server.environment().items():
-        monkeypatch.setenv(name, value)
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-    yield server, str(kubeconfig)
-    server.stop()
-
-
 def run(kubeconfig, output, *params):
-    args = ["run", "15", "--kubeconfig", kubeconfig, "--output", str(output)]
-    for name, value in zip(params[::2], params[1::2]):
-        args += ["-p", name, value]
-    return main(args)
+    return run_runbook("15", kubeconfig, output, *params)
 
 
 def record(output):
-    return json.loads(sorted(output.glob(f"*-{RUNBOOK}.json"))[-1].read_text())
+    return latest_record(output, RUNBOOK)
 
 
 def assert_no_secret_in(output, server):
-    for path in output.iterdir():
-        if path.is_file():
-            assert leaked_in(path.read_text(), server.secret_values(), users=(REGISTRY_USER, "AWS")) == [], path.name
+    assert_no_secret_in_record(output, server, users=(REGISTRY_USER, "AWS"))
 
 
 def ecr_password(server, namespace, name):

@@ -1,16 +1,15 @@
-"""The registry runbooks (02, 06, 11) against the simulated platform and its fake DigitalOcean, end to end."""
+"""The registry runbooks (01, 02, 06, 11, 14) against the simulated platform and its fake DigitalOcean, end to end."""
 import base64
-import os
 import json
+import os
 import threading
 import time
 
 import pytest
 
-from nasiko_nb import sim
 from nasiko_nb.cli import main
 from nasiko_nb.sim.server import Fault
-from tests.secrets_check import leaked_in
+from tests.runbook_runs import assert_no_secret_in, latest_record, run_runbook
 
 EXPECTED_02 = {
     "healthy": set(),
@@ -23,31 +22,8 @@ EXPECTED_02 = {
 PLATFORM_SECRETS = (("nasiko", "regcred"), ("buildkit", "regcred"), ("nasiko-agents", "agent-registry-credentials"))
 
 
-@pytest.fixture
-def platform(request, tmp_path, monkeypatch):
-    """A scenario served with its fake DigitalOcean; the runbook kernels reach both through the environment."""
-    server = sim.start(request.param)
-    for name, value in server.environment().items():
-        monkeypatch.setenv(name, value)
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-    yield server, str(kubeconfig)
-    server.stop()
-
-
-def run(runbook, kubeconfig, output, *params):
-    args = ["run", runbook, "--kubeconfig", kubeconfig, "--output", str(output)]
-    for name, value in zip(params[::2], params[1::2]):
-        args += ["-p", name, value]
-    return main(args)
-
-
-def record(output, runbook):
-    return json.loads(sorted(output.glob(f"*-{runbook}.json"))[-1].read_text())
-
-
-def assert_no_secret_in(output, server):
-    for path in output.iterdir():
-        assert leaked_in(path.read_text(), server.secret_values()) == [], path.name
+run = run_runbook
+record = latest_record
 
 
 def secret_data(server):

@@ -888,8 +888,8 @@ def _platform_log(name: str, container_name: str, started: datetime, agents: lis
         return "\n".join(lines) + "\n"
     if name == "nasiko-k8s-build-worker":
         return f"{stamp} INFO Build worker started; BuildKit at {BUILDKIT_ADDRESS}\n"
-    return (f"INFO:     Started server process [1]\nINFO:     Waiting for application startup.\n"
-            f"INFO:     Application startup complete.\nINFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)\n")
+    return ("INFO:     Started server process [1]\nINFO:     Waiting for application startup.\n"
+            "INFO:     Application startup complete.\nINFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)\n")
 
 
 def add_logs_for_running_pods(cluster: Cluster, text_for) -> None:
@@ -943,7 +943,7 @@ def build_log(agent: Agent) -> str:
     return "\n".join([
         *BUILD_STEPS,
         f"#9 exporting manifest sha256:{digest} done",
-        f"#9 pushing layers 4.8s done", f"#9 pushing manifest for {agent.image}@sha256:{digest}",
+        "#9 pushing layers 4.8s done", f"#9 pushing manifest for {agent.image}@sha256:{digest}",
         f"#9 pushing manifest for {agent.image}@sha256:{digest} 0.6s done", "#9 DONE 8.1s", ""])
 
 
@@ -1239,7 +1239,8 @@ def add_ecr_refresher(cluster: Cluster, installed: datetime) -> dict:
 
 
 def _refresher_log() -> str:
-    return "".join(f'secret "regcred" deleted\nsecret/regcred created\n' for _ in ("nasiko", "buildkit"))
+    """The refresher deletes and recreates regcred in nasiko and in buildkit (it never touches the agents' secret)."""
+    return 2 * 'secret "regcred" deleted\nsecret/regcred created\n'
 
 
 def run_ecr_refresher(cluster: Cluster, scheduled: datetime, *, denied: bool = False) -> dict:

@@ -1,5 +1,4 @@
 """Fixtures shared by the checks tests."""
-from pathlib import Path
 
 from tests.paths import SHARED
 

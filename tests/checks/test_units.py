@@ -2,7 +2,6 @@
 import base64
 import json
 import re
-from pathlib import Path
 
 import pytest
 import yaml
