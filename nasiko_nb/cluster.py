@@ -105,6 +105,18 @@ class Cluster:
             raise ClusterError(describe_connection_error(self.server, exc)) from None
         return response[0].data.decode("utf-8", errors="replace")
 
+    def send_json(self, method: str, path: str, body=None, content_type: str = "application/json") -> dict:
+        """A write (POST, PUT, PATCH, DELETE) with a JSON body; returns the parsed answer, raises ApiException."""
+        self.count_call()
+        try:
+            response = self.api.call_api(
+                path, method, body=body, auth_settings=["BearerToken"], _preload_content=False,
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                _request_timeout=self.request_timeout)
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterError(describe_connection_error(self.server, exc)) from None
+        return json.loads(response[0].data or b"{}")
+
     def server_version(self) -> str:
         return self.get_json("/version").get("gitVersion", "unknown")
 

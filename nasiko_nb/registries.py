@@ -14,20 +14,19 @@ import shlex
 from dataclasses import dataclass, field
 
 import pandas as pd
-from kubernetes.client.rest import ApiException
 
 from nasiko_nb.checks.registry import PLATFORM_SECRETS, PushError, find_push_error
 from nasiko_nb.cluster import Cluster
 from nasiko_nb.codes import make_finding
 from nasiko_nb.credentials import check_secret_access
 from nasiko_nb.findings import Finding
+from nasiko_nb.logs import JobLogs, job_container_logs, read_job_logs
 from nasiko_nb.providers.base import DockerCredential, ProviderError, RegistryProvider
 from nasiko_nb.redact import normalize_host
 from nasiko_nb.runbook import RunbookInputError
 from nasiko_nb.snapshot import Snapshot
 
 DO_HOST = "registry.digitalocean.com"
-LOG_CONTEXT_LINES = 3
 
 
 def provider_for(host: str, region: str = "") -> RegistryProvider | None:
@@ -115,41 +114,10 @@ def failed_jobs_frame(jobs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["job", "created", "failed pods", "reason"])
 
 
-@dataclass
-class JobLogs:
-    """The logs of one container across a Job's pods (current and previous instance), and the push error."""
-
-    job: str
-    container: str
-    logs: dict[str, str]              # "<pod>" or "<pod> (previous)" -> text
-    push_error: PushError | None
-
-    def excerpt(self) -> str:
-        """The lines around each error, not the whole log."""
-        parts = []
-        for source, text in self.logs.items():
-            lines = text.splitlines()
-            hits = [i for i, line in enumerate(lines) if "error" in line.lower()]
-            if not hits:
-                continue
-            keep = sorted({j for i in hits for j in range(max(0, i - LOG_CONTEXT_LINES), min(len(lines), i + 2))})
-            parts.append(f"--- {source}\n" + "\n".join(lines[i] for i in keep))
-        return "\n".join(parts) or "(no error lines in the logs)"
-
-
 def job_logs(cluster: Cluster, snap: Snapshot, namespace: str, job: str, container: str = "buildkit-client") -> JobLogs:
-    """Read ``container``'s log of every pod of ``job`` (and the previous instance where there is one)."""
-    logs: dict[str, str] = {}
-    pods = [p for p in snap.pods_in(namespace) if snap.job_name_of(p) == job]
-    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", "")):
-        name = pod["metadata"]["name"]
-        for previous in (False, True):
-            try:
-                text = cluster.get_text(f"/api/v1/namespaces/{namespace}/pods/{name}/log", container=container,
-                                        previous="true" if previous else None)
-            except ApiException:
-                continue
-            logs[f"{name}{' (previous)' if previous else ''}"] = text
+    """The build Job's ``container`` logs (read into the snapshot) with the push error they end with."""
+    read_job_logs(cluster, snap, namespace, job, (container,))
+    logs = job_container_logs(snap, namespace, job, container)
     push_error = next((e for text in reversed(list(logs.values())) if (e := find_push_error(text))), None)
     return JobLogs(job, container, logs, push_error)
 

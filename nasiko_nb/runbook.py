@@ -81,7 +81,7 @@ class Run:
             "parameters": self.params,
             "findings": [f.to_dict() for f in report.findings],
             "changes": changes,
-            "outcome": ("changed" if changes else report.outcome),
+            "outcome": ("changed" if any(not c.get("diagnostic") for c in changes) else report.outcome),
             "started": self.started.isoformat(timespec="seconds"),
             "duration_s": round(time.monotonic() - self._clock, 2),
             "api_calls": self.cluster.calls,

@@ -3,3 +3,5 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+#: A copy of shared/samples/messages.yaml (real error wordings), so the suite runs without shared/.
+SAMPLES = REPO / "tests" / "fixtures" / "samples-messages.yaml"

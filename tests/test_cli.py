@@ -163,3 +163,12 @@ def test_readme_quick_start_and_ci_run_the_same_test_command():
     commands = [line.strip() for line in readme.splitlines() if line.startswith("    python3 -m venv")]
     assert len(commands) == 2 and commands[0].endswith("nasiko-nb demo")
     assert commands[1] in ci.splitlines()
+
+
+def test_samples_copy_matches_the_shared_samples():
+    from tests.paths import SAMPLES, SHARED
+
+    shared = SHARED / "samples" / "messages.yaml"
+    if not shared.exists():
+        pytest.skip("shared/ is not beside this clone")
+    assert SAMPLES.read_text() == shared.read_text()

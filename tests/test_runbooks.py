@@ -36,6 +36,22 @@ EXPECTED_05 = {
     "ecr-refresher-missing": {"image-pull/unauthorized"},
     "ecr-refresher-failing": set(),
     "ecr-repository-missing": set(),
+    # BuildKit, build Job and resource scenarios: every image pulls (the build pods' failures are BuildKit's,
+    # curl's, the scheduler's or the kubelet's evictions, never a pull)
+    "buildkit-down": set(),
+    "buildkit-service-missing": set(),
+    "buildkit-wrong-address": set(),
+    "job-pending-insufficient-cpu": set(),
+    "job-pending-insufficient-memory": set(),
+    "job-pending-untolerated-taint": set(),
+    "build-init-download-404": set(),
+    "build-missing-dockerfile": set(),
+    "build-context-too-large": set(),
+    "build-network-timeout": set(),
+    "build-copy-source-missing": set(),
+    "cluster-evicted-pods": set(),
+    "cluster-failed-jobs": set(),
+    "cluster-node-pressure": set(),
 }
 
 

@@ -15,7 +15,14 @@ Detector = Callable[..., list[Finding]]
 DETECTORS: dict[str, Detector] = {}
 
 # Modules whose detectors register themselves on import; a new family adds its module here.
-DETECTOR_MODULES = ("nasiko_nb.checks.image_pull", "nasiko_nb.checks.registry", "nasiko_nb.checks.ecr")
+DETECTOR_MODULES = (
+    "nasiko_nb.checks.image_pull",
+    "nasiko_nb.checks.registry",
+    "nasiko_nb.checks.ecr",
+    "nasiko_nb.checks.build",
+    "nasiko_nb.checks.scheduling",
+    "nasiko_nb.checks.resources",
+)
 
 
 def detector(family: str) -> Callable[[Detector], Detector]:

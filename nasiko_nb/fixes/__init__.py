@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Callable
 from datetime import datetime, timezone
+from typing import Callable
 
 import pandas as pd
 from kubernetes.client.rest import ApiException
@@ -67,6 +67,7 @@ class Plan:
     blocked: str = ""
     notes: list[str] = field(default_factory=list)
     executor: Callable[[Cluster, "Plan"], "Outcome"] | None = field(default=None, repr=False)
+    diagnostic: bool = False   # a write made only to look (a probe pod): recorded, but not a fix
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([c.summary() for c in self.changes], columns=["verb", "resource", "change", "body"])
@@ -116,23 +117,17 @@ def record(plan: Plan, change: Change, response: dict | None = None) -> dict:
     entry = {"fix": plan.fix, "target": plan.target, **change.summary(),
              "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "resourceVersion": (response or {}).get("metadata", {}).get("resourceVersion", "")}
+    if plan.diagnostic:
+        entry["diagnostic"] = True
     JOURNAL.append(entry)
     return entry
 
 
 def _send(cluster: Cluster, change: Change) -> dict:
-    headers = {"Accept": "application/json"}
     if change.verb == "patch":
-        headers["Content-Type"] = PATCH_TYPES[change.patch_type]
-        method = "PATCH"
-    else:
-        headers["Content-Type"] = "application/json"
-        method = {"delete": "DELETE", "replace": "PUT", "create": "POST"}[change.verb]
-    cluster.count_call()
-    response = cluster.api.call_api(change.path, method, header_params=headers, body=change.body,
-                                    auth_settings=["BearerToken"], _preload_content=False,
-                                    _request_timeout=cluster.request_timeout)
-    return json.loads(response[0].data or b"{}")
+        return cluster.send_json("PATCH", change.path, change.body, PATCH_TYPES[change.patch_type])
+    method = {"delete": "DELETE", "replace": "PUT", "create": "POST"}[change.verb]
+    return cluster.send_json(method, change.path, change.body)
 
 
 def journal_records() -> list[dict]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -22,6 +21,7 @@ from nasiko_nb.checks.registry import PLATFORM_SECRETS
 from nasiko_nb.cluster import ApiFailure, Cluster
 from nasiko_nb.credentials import read_docker_credential, registry_client
 from nasiko_nb.fixes import Change, FixFailed, Plan
+from nasiko_nb.fixes.workloads import restart_change
 from nasiko_nb.providers.base import DockerCredential, ProviderError
 from nasiko_nb.redact import REPLACED_AT, fingerprint
 from nasiko_nb.snapshot import Snapshot
@@ -88,7 +88,7 @@ def _replace(cluster: Cluster, namespace: str, name: str, credential: DockerCred
     except ApiException as exc:
         if exc.status != 404:
             raise
-        _send(cluster, "POST", f"/api/v1/namespaces/{namespace}/secrets", {
+        cluster.send_json("POST", f"/api/v1/namespaces/{namespace}/secrets", {
             "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
             "metadata": {"name": name, "namespace": namespace}, "data": data})
         return None
@@ -98,7 +98,7 @@ def _replace(cluster: Cluster, namespace: str, name: str, credential: DockerCred
     current["type"] = current.get("type") or "kubernetes.io/dockerconfigjson"
     current["metadata"]["annotations"] = {
         **annotations, REPLACED_AT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    _send(cluster, "PUT", path, current)
+    cluster.send_json("PUT", path, current)
     return previous
 
 
@@ -118,20 +118,12 @@ def _restore(cluster: Cluster, plan: Plan, replaced: list[tuple[Change, dict | N
             if previous[REPLACED_AT]:
                 annotations[REPLACED_AT] = previous[REPLACED_AT]
             current["metadata"]["annotations"] = annotations
-            _send(cluster, "PUT", path, current)
+            cluster.send_json("PUT", path, current)
             states[change.resource] = "restored to its previous credentials"
             fixes.record(plan, dataclasses.replace(change, description="rollback: previous credentials put back"))
         except ApiException as exc:
             states[change.resource] = f"NEW credentials (restore failed: {exc.status} {exc.reason})"
     return states
-
-
-def _send(cluster: Cluster, method: str, path: str, body: dict) -> dict:
-    cluster.count_call()
-    response = cluster.api.call_api(path, method, body=body, auth_settings=["BearerToken"],
-                                    header_params={"Content-Type": "application/json", "Accept": "application/json"},
-                                    _preload_content=False, _request_timeout=cluster.request_timeout)
-    return json.loads(response[0].data or b"{}")
 
 
 def verify_reset(cluster: Cluster, host: str, repository: str, secrets=PLATFORM_SECRETS) -> pd.DataFrame:
@@ -200,13 +192,8 @@ def plan_restart_mounting(snap: Snapshot, target: str, secrets=PLATFORM_SECRETS)
         volumes = deployment["spec"]["template"]["spec"].get("volumes") or []
         mounted = {(meta.get("namespace"), v["secret"].get("secretName")) for v in volumes if v.get("secret")}
         if mounted & wanted:
-            changes.append(Change(
-                verb="patch", patch_type="strategic",
-                path=f"/apis/apps/v1/namespaces/{meta['namespace']}/deployments/{meta['name']}",
-                resource=f"Deployment {meta['namespace']}/{meta['name']}",
-                description="rolling restart so the new credentials are mounted",
-                body={"spec": {"template": {"metadata": {"annotations": {
-                    "kubectl.kubernetes.io/restartedAt": datetime.now(timezone.utc).isoformat(timespec="seconds")}}}}}))
+            changes.append(restart_change(meta["namespace"], meta["name"],
+                                          "rolling restart so the new credentials are mounted"))
     return Plan(fix="restart-mounting-workloads", target=target, changes=changes)
 
 

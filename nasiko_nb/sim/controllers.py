@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from nasiko_nb.sim.kubelet import EventSink, Node, RegistryWorld, pull_image, run_pod
+from nasiko_nb.sim.kubelet import EventSink, Node, RegistryWorld, nc_probe, nc_target, pull_image, run_pod
 from nasiko_nb.sim.platform import (deployment_status, endpoints_for, new_replicaset, pod_from_template, pod_name,
                                     replicaset_status, template_hash)
 from nasiko_nb.sim.store import ApiError, Store
@@ -169,11 +169,30 @@ class Controllers:
             pod = self.store.get("v1", "Pod", obj["metadata"]["namespace"], obj["metadata"]["name"])
         except ApiError:
             return
-        pod, events = self._run(pod, self.clock())
+        probe = nc_target(pod.get("spec", {}))
+        if probe is None:
+            pod, events = self._run(pod, self.clock())
+        else:
+            pod, events = self._run_probe(pod, *probe)
         pod["metadata"].pop("resourceVersion", None)
         self.store.update(pod)
         for event in events:
             self._create_quietly(event)
+
+    def _run_probe(self, pod: dict, container: str, target: tuple[str, int]) -> tuple[dict, list[dict]]:
+        """A debug pod running `nc -zv host port`: it runs to completion (exit 0 open, 1 otherwise) and its
+        log is what nc prints, decided from the Services and Endpoints the cluster has now."""
+        ns = pod["metadata"]["namespace"]
+        code, output = nc_probe(*target, ns, self.store.list("v1", "Service"), self.store.list("v1", "Endpoints"),
+                                self.store.list("v1", "Pod"), self.world)
+        now = self.clock()
+        pod, events = run_pod(pod, self._node(pod), self._secrets(ns), self.world, now, started=now,
+                              run_to_completion=True, exit_codes={container: code},
+                              durations={container: timedelta(seconds=1)})
+        statuses = pod["status"]["containerStatuses"]
+        if "terminated" in statuses[0]["state"]:
+            self.store.set_log(ns, pod["metadata"]["name"], container, output)
+        return pod, events
 
     def retry_failed_pulls(self, namespace: str) -> None:
         """After a Secret changes, pods stuck on image pulls retry; those that now pull start running."""

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import re
+import shlex
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -458,11 +459,17 @@ class Node:
 def run_pod(pod: dict, node: Node, secrets: Mapping[str, dict], world: RegistryWorld, now: datetime,
             *, started: datetime, run_to_completion: bool = False, expire_events: bool = True,
             restarts: Mapping[str, int] | None = None,
-            exit_codes: Mapping[str, int] | None = None) -> tuple[dict, list[dict]]:
+            exit_codes: Mapping[str, int] | None = None,
+            crashing: Mapping[str, int] | None = None,
+            durations: Mapping[str, timedelta] | None = None) -> tuple[dict, list[dict]]:
     """Schedule ``pod`` on ``node`` at ``started`` and derive its status and events as of ``now``.
 
     ``run_to_completion`` is for Job pods whose containers have exited: 0 (phase Succeeded) unless
-    ``exit_codes`` names a container that exited non-zero (restartPolicy Never: phase Failed).
+    ``exit_codes`` names a container that exited non-zero (restartPolicy Never: phase Failed). An init
+    container named in ``exit_codes`` with a non-zero code fails the pod there (Init:Error); the main
+    containers never start. ``crashing`` names containers (restartPolicy Always) that exit with the given
+    code seconds after every start: restarted with back-off until ``now``, they sit in CrashLoopBackOff.
+    ``durations`` is how long a completed container ran (default 30-95 s).
     """
     sink = EventSink(now, expire=expire_events)
     spec, meta = pod["spec"], pod["metadata"]
@@ -479,7 +486,8 @@ def run_pod(pod: dict, node: Node, secrets: Mapping[str, dict], world: RegistryW
                   "may not succeed.", type_="Warning", first=started + timedelta(seconds=1), last=now,
                   count=max(1, int((now - started).total_seconds() // 60)), host=node.name)
     clock = started + timedelta(seconds=1)
-    init_statuses, blocked_by = [], None
+    init_statuses, blocked_by, init_failed = [], None, False
+    exit_codes, durations, crashing = exit_codes or {}, durations or {}, crashing or {}
     for container in spec.get("initContainers") or []:
         if blocked_by:
             init_statuses.append(_waiting_status(container, "PodInitializing", ""))
@@ -491,9 +499,14 @@ def run_pod(pod: dict, node: Node, secrets: Mapping[str, dict], world: RegistryW
             blocked_by = container["name"]
             continue
         _pulled_events(sink, pod, container, True, node.name, clock, _cached(container))
-        finished = clock + timedelta(seconds=4)
-        init_statuses.append(_terminated_status(container, outcome, meta["uid"], clock + timedelta(seconds=3), finished))
+        finished = clock + timedelta(seconds=3) + durations[container["name"]] if container["name"] in durations \
+            else clock + timedelta(seconds=4)
+        code = exit_codes.get(container["name"], 0)
+        init_statuses.append(_terminated_status(container, outcome, meta["uid"], clock + timedelta(seconds=3), finished,
+                                                code))
         clock = finished + timedelta(seconds=1)
+        if code != 0:
+            blocked_by, init_failed = container["name"], spec.get("restartPolicy") == "Never"
 
     statuses, unready = [], []
     for container in spec.get("containers") or []:
@@ -507,16 +520,23 @@ def run_pod(pod: dict, node: Node, secrets: Mapping[str, dict], world: RegistryW
             statuses.append(_waiting_status(container, reason, _waiting_message(reason, outcome)))
             unready.append(container["name"])
             continue
-        _pulled_events(sink, pod, container, False, node.name, clock, _cached(container))
         began = clock + timedelta(seconds=3)
+        if container["name"] in crashing:
+            statuses.append(_crash_loop(sink, pod, container, outcome, node.name, clock, now,
+                                        crashing[container["name"]]))
+            unready.append(container["name"])
+            continue
+        _pulled_events(sink, pod, container, False, node.name, clock, _cached(container))
         if run_to_completion:
-            ended = max(began + timedelta(seconds=30), min(now, began + timedelta(seconds=95)))
+            ended = began + durations[container["name"]] if container["name"] in durations else \
+                max(began + timedelta(seconds=30), min(now, began + timedelta(seconds=95)))
             statuses.append(_terminated_status(container, outcome, meta["uid"], began, ended,
-                                               (exit_codes or {}).get(container["name"], 0)))
+                                               exit_codes.get(container["name"], 0)))
         else:
             statuses.append(_running_status(container, outcome, meta["uid"], began, restarts.get(container["name"], 0)))
 
-    pod["status"] = _pod_status(pod, node, started, init_statuses, statuses, unready, blocked_by, run_to_completion)
+    pod["status"] = _pod_status(pod, node, started, init_statuses, statuses, unready, blocked_by, run_to_completion,
+                                init_failed)
     return pod, sink.events
 
 
@@ -568,10 +588,11 @@ def _qos(pod: dict) -> str:
 
 
 def _pod_status(pod: dict, node: Node, started: datetime, init_statuses: list[dict], statuses: list[dict],
-                unready: list[str], blocked_by: str | None, completed: bool) -> dict:
+                unready: list[str], blocked_by: str | None, completed: bool, init_failed: bool = False) -> dict:
     ip = node.allocate_ip()
-    completed = completed and blocked_by is None and not unready
-    failed = completed and any(s["state"].get("terminated", {}).get("exitCode", 0) != 0 for s in statuses)
+    completed = (completed and blocked_by is None and not unready) or init_failed
+    failed = init_failed or (completed and any(s["state"].get("terminated", {}).get("exitCode", 0) != 0
+                                               for s in statuses))
     ready = not unready and not completed
     conditions = [
         _condition("PodReadyToStartContainers", True, started + timedelta(seconds=1)),
@@ -592,7 +613,9 @@ def _pod_status(pod: dict, node: Node, started: datetime, init_statuses: list[di
                        _condition("ContainersReady", False, started, "ContainersNotReady", message)]
     conditions.append(_condition("PodScheduled", True, started))
     status = {
-        "phase": ("Failed" if failed else "Succeeded") if completed else ("Running" if any("running" in s["state"] for s in statuses) else "Pending"),
+        "phase": ("Failed" if failed else "Succeeded") if completed else
+                 ("Running" if any("running" in s["state"] or s.get("lastState", {}).get("terminated")
+                                   for s in statuses) else "Pending"),
         "conditions": conditions, "hostIP": node.internal_ip, "hostIPs": [{"ip": node.internal_ip}],
         "podIP": ip, "podIPs": [{"ip": ip}], "startTime": iso(started), "qosClass": _qos(pod),
         "containerStatuses": statuses,
@@ -600,3 +623,277 @@ def _pod_status(pod: dict, node: Node, started: datetime, init_statuses: list[di
     if init_statuses:
         status["initContainerStatuses"] = init_statuses
     return status
+
+
+# ---- restarts, crash loops, evictions -------------------------------------------------------------
+
+CRASH_RUNTIME = timedelta(seconds=2)        # how long a crash-looping container lives before it exits
+
+
+def go_duration(delta: timedelta) -> str:
+    """A duration as Go prints it (10s, 1m20s, 5m0s), as the kubelet's back-off messages carry it."""
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 60}m{seconds % 60}s" if seconds >= 60 else f"{seconds}s"
+
+
+def crash_history(began: datetime, now: datetime) -> tuple[int, datetime, timedelta]:
+    """(restarts, last start, current back-off) of a container exiting CRASH_RUNTIME after each start since
+    ``began``, restarted after 10 s, 20 s, 40 s ... capped at 5 minutes."""
+    start, delay, restarts = began, timedelta(seconds=10), 0
+    while start + CRASH_RUNTIME + delay <= now:
+        start = start + CRASH_RUNTIME + delay
+        restarts += 1
+        delay = min(delay * 2, BACKOFF_MAX)
+    return restarts, start, delay
+
+
+def _crash_loop(sink: EventSink, pod: dict, container: dict, outcome: PullOutcome, host: str, at: datetime,
+                now: datetime, exit_code: int) -> dict:
+    """Status (CrashLoopBackOff) and events of a container that keeps exiting ``exit_code`` since ``at``."""
+    path, name, meta = _container_path(False, container["name"]), container["name"], pod["metadata"]
+    began = at + timedelta(seconds=3)
+    restarts, last_start, delay = crash_history(began, now)
+    starts = restarts + 1
+    sink.emit(pod, "Pulled", f"Container image \"{container['image']}\" already present on machine", first=at,
+              last=last_start, count=starts, host=host, field_path=path)
+    sink.emit(pod, "Created", f"Created container: {name}", first=began, last=last_start, count=starts, host=host,
+              field_path=path)
+    sink.emit(pod, "Started", f"Started container {name}", first=began, last=last_start, count=starts, host=host,
+              field_path=path)
+    if restarts:
+        sink.emit(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
+                  f"{meta['name']}_{meta['namespace']}({meta['uid']})", type_="Warning",
+                  first=began + CRASH_RUNTIME, last=now, count=max(1, int((now - began).total_seconds() // 15)),
+                  host=host, field_path=path)
+    cid = _container_id(meta["uid"], name, restarts)
+    return {"name": name, "image": container["image"], "imageID": outcome.image_id, "containerID": cid,
+            "ready": False, "restartCount": restarts, "started": False,
+            "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                  "message": f"back-off {go_duration(delay)} restarting failed container={name} "
+                                             f"pod={meta['name']}_{meta['namespace']}({meta['uid']})"}},
+            "lastState": {"terminated": {"exitCode": exit_code, "reason": "Error", "startedAt": iso(last_start),
+                                         "finishedAt": iso(last_start + CRASH_RUNTIME), "containerID": cid}}}
+
+
+def restart_container(pod: dict, name: str, at: datetime, now: datetime, *, exit_code: int = 137,
+                      reason: str = "OOMKilled") -> list[dict]:
+    """The running container ``name`` of ``pod`` exited at ``at`` (OOMKilled by default) and was restarted
+    at once; updates restartCount, lastState, state and the Ready condition; returns the kubelet's events."""
+    status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == name)
+    container = next(c for c in pod["spec"]["containers"] if c["name"] == name)
+    uid = pod["metadata"]["uid"]
+    restarted = at + timedelta(seconds=1)
+    status["lastState"] = {"terminated": {"exitCode": exit_code, "reason": reason,
+                                          "startedAt": status["state"]["running"]["startedAt"],
+                                          "finishedAt": iso(at), "containerID": status["containerID"]}}
+    status["restartCount"] += 1
+    status["containerID"] = _container_id(uid, name, status["restartCount"])
+    status["state"] = {"running": {"startedAt": iso(restarted)}}
+    for condition in pod["status"]["conditions"]:
+        if condition["type"] in ("Ready", "ContainersReady"):
+            condition["lastTransitionTime"] = iso(restarted + timedelta(seconds=6))
+    sink = EventSink(now)
+    _pulled_events(sink, pod, container, False, pod["spec"]["nodeName"], at, cached=True)
+    return sink.events
+
+
+def evict_pod(pod: dict, at: datetime, now: datetime, message: str) -> list[dict]:
+    """The kubelet evicted ``pod`` at ``at`` (node pressure): phase Failed, reason Evicted, the kubelet's
+    message, DisruptionTarget condition, containers gone; returns the Evicted and Killing events."""
+    status = pod["status"]
+    status.update({"phase": "Failed", "reason": "Evicted", "message": message})
+    status["conditions"] = [c for c in status["conditions"] if c["type"] not in ("Ready", "ContainersReady")] + [
+        _condition("DisruptionTarget", True, at, "TerminationByKubelet", message),
+        _condition("Ready", False, at + timedelta(seconds=2), "PodFailed"),
+        _condition("ContainersReady", False, at + timedelta(seconds=2), "PodFailed")]
+    for cstatus in status.get("containerStatuses", []):
+        started = cstatus["state"].get("running", {}).get("startedAt", status.get("startTime"))
+        cstatus.update({"ready": False, "started": False, "state": {"terminated": {
+            "exitCode": 137, "reason": "ContainerStatusUnknown",
+            "message": "The container could not be located when the pod was terminated",
+            "startedAt": started, "finishedAt": iso(at + timedelta(seconds=2))}}})
+    sink = EventSink(now)
+    host = pod["spec"].get("nodeName", "")
+    sink.emit(pod, "Evicted", message, type_="Warning", first=at, host=host)
+    for container in pod["spec"].get("containers", []):
+        sink.emit(pod, "Killing", f"Stopping container {container['name']}", first=at, host=host,
+                  field_path=_container_path(False, container["name"]))
+    return sink.events
+
+
+# ---- scheduling -----------------------------------------------------------------------------------
+
+def parse_cpu(quantity: str | int | float) -> int:
+    """A CPU quantity in millicores ("500m" -> 500, "4" -> 4000)."""
+    text = str(quantity)
+    return int(text[:-1]) if text.endswith("m") else int(float(text) * 1000)
+
+
+_MEMORY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def parse_memory(quantity: str | int) -> int:
+    """A memory quantity in bytes ("256Mi", "8148024Ki", "1G", "1048576")."""
+    text = str(quantity)
+    for unit in sorted(_MEMORY_UNITS, key=len, reverse=True):
+        if text.endswith(unit):
+            return int(float(text[:-len(unit)]) * _MEMORY_UNITS[unit])
+    return int(text)
+
+
+def pod_requests(pod_spec: dict) -> tuple[int, int]:
+    """(millicores, bytes) the scheduler accounts for a pod: max(largest init container, sum of containers)."""
+    def requests(c: dict) -> tuple[int, int]:
+        req = c.get("resources", {}).get("requests", {})
+        return parse_cpu(req.get("cpu", "0")), parse_memory(req.get("memory", "0"))
+    main = [requests(c) for c in pod_spec.get("containers", [])]
+    init = [requests(c) for c in pod_spec.get("initContainers", [])]
+    cpu = max([sum(c for c, _ in main), *(c for c, _ in init)])
+    memory = max([sum(m for _, m in main), *(m for _, m in init)])
+    return cpu, memory
+
+
+@dataclass(frozen=True)
+class NodeFit:
+    """What the scheduler knows of a node: allocatable minus the requests of the pods bound to it, its taints."""
+
+    name: str
+    free_cpu: int            # millicores
+    free_memory: int         # bytes
+    taints: tuple[dict, ...] = ()
+    unschedulable: bool = False
+
+
+def _tolerates(tolerations: list[dict], taint: dict) -> bool:
+    for tol in tolerations:
+        if tol.get("effect") and tol["effect"] != taint.get("effect"):
+            continue
+        if tol.get("operator") == "Exists" and (not tol.get("key") or tol["key"] == taint["key"]):
+            return True
+        if tol.get("key") == taint["key"] and tol.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def unschedulable_message(pod_spec: dict, nodes: list[NodeFit]) -> str | None:
+    """The scheduler's FailedScheduling message for a pod no node fits (None: some node fits), in the
+    wording of kube-scheduler 1.34: per node the first failing filter, reasons counted and sorted, then
+    what preemption found (every pod here has the default priority, so no victims)."""
+    tolerations = pod_spec.get("tolerations") or []
+    cpu, memory = pod_requests(pod_spec)
+    reasons: dict[str, int] = {}
+    preemption: dict[str, int] = {}
+    for node in nodes:
+        if node.unschedulable:
+            found, helps = ["node(s) were unschedulable"], False
+        else:
+            taint = next((t for t in node.taints if t.get("effect") in ("NoSchedule", "NoExecute")
+                          and not _tolerates(tolerations, t)), None)
+            if taint is not None:
+                found, helps = [f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"], False
+            else:
+                found = (["Insufficient cpu"] if cpu > node.free_cpu else []) + \
+                        (["Insufficient memory"] if memory > node.free_memory else [])
+                helps = True
+        if not found:
+            return None
+        for reason in found:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        key = "No preemption victims found for incoming pod" if helps else "Preemption is not helpful for scheduling"
+        preemption[key] = preemption.get(key, 0) + 1
+    total = len(nodes)
+    listed = ", ".join(sorted(f"{count} {reason}" for reason, count in reasons.items()))
+    victims = ", ".join(sorted(f"{count} {reason}" for reason, count in preemption.items()))
+    return f"0/{total} nodes are available: {listed}. preemption: 0/{total} nodes are available: {victims}."
+
+
+SCHEDULER_RETRY = timedelta(minutes=5)      # an unschedulable pod is retried at least this often
+
+
+def leave_unschedulable(pod: dict, message: str, created: datetime, now: datetime) -> list[dict]:
+    """``pod`` stays Pending: no node, PodScheduled False (Unschedulable); returns the FailedScheduling event
+    the scheduler keeps refreshing on every retry."""
+    pod["spec"].pop("nodeName", None)
+    pod["status"] = {"phase": "Pending", "qosClass": _qos(pod),
+                     "conditions": [_condition("PodScheduled", False, created, "Unschedulable", message)]}
+    retries = int((now - created) / SCHEDULER_RETRY)
+    sink = EventSink(now)
+    sink.emit(pod, "FailedScheduling", message, type_="Warning", first=created,
+              last=created + retries * SCHEDULER_RETRY, count=retries + 1, component="default-scheduler")
+    return sink.events
+
+
+# ---- a debug pod's `nc -zv host port` ----------------------------------------------------------------
+
+def nc_target(pod_spec: dict) -> tuple[str, tuple[str, int]] | None:
+    """(container name, (host, port)) when the pod's only container runs `nc -z[v] host port`, directly or
+    through `sh -c` (as `kubectl run debug --image=nicolaka/netshoot --restart=Never -- nc -zv host port`)."""
+    containers = pod_spec.get("containers") or []
+    if len(containers) != 1:
+        return None
+    argv = list(containers[0].get("command") or []) + list(containers[0].get("args") or [])
+    if len(argv) >= 3 and argv[0].rsplit("/", 1)[-1] in ("sh", "bash", "ash") and argv[1] == "-c":
+        try:
+            argv = shlex.split(argv[2])
+        except ValueError:
+            return None
+    if not argv or argv[0].rsplit("/", 1)[-1] not in ("nc", "netcat", "ncat"):
+        return None
+    positional, words = [], iter(argv[1:])
+    for word in words:
+        if word in ("&&", "||", ";", "|"):
+            break
+        if word.startswith("-"):
+            if word in ("-w", "-W", "-i", "-p", "-s", "-q"):
+                next(words, None)
+            continue
+        positional.append(word)
+    if len(positional) < 2 or not positional[1].isdigit():
+        return None
+    return containers[0]["name"], (positional[0], int(positional[1]))
+
+
+def nc_probe(host: str, port: int, namespace: str, services: list[dict], endpoints: list[dict],
+             pods: list[dict], world: RegistryWorld | None = None) -> tuple[int, str]:
+    """(exit code, output) of busybox/netshoot `nc -zv host port` from a pod in ``namespace``.
+
+    The name resolves through the pod's DNS search path (<ns>.svc.cluster.local, svc.cluster.local,
+    cluster.local) to a Service's ClusterIP (headless: its first ready pod); a Service port with ready
+    endpoints connects, without them kube-proxy rejects (Connection refused), a port the Service does not
+    expose times out. Pod IPs connect when a running pod exposes the port; registries the cluster pulls
+    from resolve and accept 443.
+    """
+    name = host.rstrip(".").lower()
+    candidates = [name] if name.endswith(".cluster.local") else \
+        [f"{name}.{namespace}.svc.cluster.local", f"{name}.svc.cluster.local", f"{name}.cluster.local", name]
+    by_fqdn = {f"{s['metadata']['name']}.{s['metadata']['namespace']}.svc.cluster.local": s for s in services}
+    by_ip = {s["spec"].get("clusterIP"): s for s in services if s["spec"].get("clusterIP") not in (None, "", "None")}
+    ready_by_service = {(e["metadata"]["namespace"], e["metadata"]["name"]): e for e in endpoints}
+    svc = next((by_fqdn[c] for c in candidates if c in by_fqdn), None) or by_ip.get(name)
+    if svc is not None:
+        key = (svc["metadata"]["namespace"], svc["metadata"]["name"])
+        subsets = (ready_by_service.get(key) or {}).get("subsets") or []
+        ready_ips = [a["ip"] for s in subsets for a in s.get("addresses", [])]
+        ip = svc["spec"].get("clusterIP")
+        if ip in (None, "", "None"):
+            if not ready_ips:
+                return 1, f"nc: bad address '{host}'\n"
+            return 0, f"{host} ({ready_ips[0]}:{port}) open\n"
+        if not any(p.get("port") == port for p in svc["spec"].get("ports", [])):
+            return 1, f"nc: {host} ({ip}:{port}): Connection timed out\n"
+        if not ready_ips:
+            return 1, f"nc: {host} ({ip}:{port}): Connection refused\n"
+        return 0, f"{host} ({ip}:{port}) open\n"
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        pod = next((p for p in pods if p.get("status", {}).get("podIP") == name
+                    and p["status"].get("phase") == "Running"), None)
+        if pod is None:
+            return 1, f"nc: {host} ({name}:{port}): Connection timed out\n"
+        exposed = {p["containerPort"] for c in pod["spec"].get("containers", []) for p in c.get("ports", [])}
+        if port in exposed:
+            return 0, f"{host} ({name}:{port}) open\n"
+        return 1, f"nc: {host} ({name}:{port}): Connection refused\n"
+    if world is not None and name in world.registries and port in (80, 443):
+        address = "104.16." + ".".join(str(b) for b in hashlib.sha256(name.encode()).digest()[:2])
+        return 0, f"{host} ({address}:{port}) open\n"
+    return 1, f"nc: bad address '{host}'\n"

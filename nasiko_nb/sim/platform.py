@@ -19,8 +19,8 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 from nasiko_nb.sim.digitalocean import DOToken, DOWorld
-from nasiko_nb.sim.kubelet import (EventSink, Node, Registry, RegistryWorld, digitalocean_access, docker_credentials,
-                                   ecr_refusal, iso, run_pod)
+from nasiko_nb.sim.kubelet import (EventSink, Node, NodeFit, Registry, RegistryWorld, digitalocean_access,
+                                   docker_credentials, ecr_refusal, iso, parse_cpu, parse_memory, pod_requests, run_pod)
 
 DO_REGISTRY = "registry.digitalocean.com"
 REGISTRY_NAME = "nasiko-images"
@@ -309,7 +309,7 @@ def registry_world(digitalocean: DOWorld) -> RegistryWorld:
         "moby/buildkit": ("v0.13.2-rootless", "master-rootless", "v0.13.2"), "library/busybox": ("1.36", "latest"),
         "alpine/git": ("2.45.2", "latest"), "alpine/helm": ("3.14.0",), "bitnami/mongodb": ("8.0.4-debian-12-r0",),
         "bitnami/redis": ("7.4.1-debian-12-r2",), "bitnami/postgresql": ("17.2.0-debian-12-r3",),
-        "library/python": ("3.12-slim",), "library/nginx": ("1.27",),
+        "library/python": ("3.12-slim",), "library/nginx": ("1.27",), "nicolaka/netshoot": ("v0.13", "latest"),
     }.items():
         hub.add(repository, *tags, public=True)
     k8s = world.add(Registry("registry.k8s.io", "basic"))
@@ -594,7 +594,7 @@ def endpoints_for(svc: dict, pods: list[dict]) -> list[dict]:
 # ---- materializing workloads into pods ------------------------------------------------------------
 
 def start_deployment(cluster: Cluster, deploy: dict, started: datetime, *, revision: int = 1,
-                     restarts: dict | None = None) -> None:
+                     restarts: dict | None = None, crashing: dict[str, int] | None = None) -> None:
     """Create the Deployment's ReplicaSet and pods (through the kubelet) as of ``started``; sets status."""
     rs = new_replicaset(deploy, revision, started)
     deploy["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = str(revision)
@@ -603,7 +603,7 @@ def start_deployment(cluster: Cluster, deploy: dict, started: datetime, *, revis
         created = started + timedelta(seconds=1)
         pod = pod_from_template(rs, rs["spec"]["template"], pod_name(rs["metadata"]["name"], f"{rs['metadata']['uid']}/{index}"),
                                 created)
-        pods.append(run_workload_pod(cluster, pod, created, restarts=restarts))
+        pods.append(run_workload_pod(cluster, pod, created, restarts=restarts, crashing=crashing))
     rs["status"] = replicaset_status(rs, pods)
     deploy["status"] = deployment_status(deploy, rs, pods, pods, cluster.now)
     cluster.add(rs)
@@ -616,11 +616,13 @@ def start_deployment(cluster: Cluster, deploy: dict, started: datetime, *, revis
 
 
 def run_workload_pod(cluster: Cluster, pod: dict, started: datetime, *, run_to_completion: bool = False,
-                     restarts: dict | None = None, exit_codes: dict[str, int] | None = None) -> dict:
-    node = cluster.node_for(pod["metadata"]["name"])
+                     restarts: dict | None = None, exit_codes: dict[str, int] | None = None,
+                     crashing: dict[str, int] | None = None, durations: dict[str, timedelta] | None = None,
+                     node: Node | None = None) -> dict:
+    node = node or cluster.node_for(pod["metadata"]["name"])
     pod, events = run_pod(pod, node, cluster.secrets(pod["metadata"]["namespace"]), cluster.world, cluster.now,
                           started=started, run_to_completion=run_to_completion, restarts=restarts,
-                          exit_codes=exit_codes)
+                          exit_codes=exit_codes, crashing=crashing, durations=durations)
     cluster.add(pod, *events)
     return pod
 
@@ -632,14 +634,15 @@ def emit_controller_event(cluster: Cluster, obj: dict, reason: str, message: str
     cluster.add(*sink.events)
 
 
-def restart_deployment(cluster: Cluster, deploy: dict, started: datetime, revision: int = 1) -> None:
+def restart_deployment(cluster: Cluster, deploy: dict, started: datetime, revision: int = 1,
+                       crashing: dict[str, int] | None = None) -> None:
     """Drop the Deployment's ReplicaSets and pods and start them again from its (possibly changed) template."""
     for rs in cluster.of_kind("ReplicaSet", deploy["metadata"]["namespace"]):
         if any(ref["uid"] == deploy["metadata"]["uid"] for ref in rs["metadata"].get("ownerReferences", [])):
             cluster.remove(rs)
     cluster.objects = [o for o in cluster.objects
                        if not (o["kind"] == "Event" and o["involvedObject"].get("uid") == deploy["metadata"]["uid"])]
-    start_deployment(cluster, deploy, started, revision=revision)
+    start_deployment(cluster, deploy, started, revision=revision, crashing=crashing)
 
 
 def build_job(namespace: str, name: str, template: dict, created: datetime, *, ttl: int | None = None,
@@ -685,7 +688,14 @@ def start_job(cluster: Cluster, job: dict, started: datetime) -> dict:
     return pod
 
 
-def run_failing_job(cluster: Cluster, job: dict, started: datetime, exit_codes: dict[str, int]) -> list[dict]:
+def pod_finished_at(pod: dict) -> str:
+    """When the pod's last container (init or main) terminated."""
+    statuses = pod["status"].get("initContainerStatuses", []) + pod["status"]["containerStatuses"]
+    return max(s["state"]["terminated"]["finishedAt"] for s in statuses if "terminated" in s["state"])
+
+
+def run_failing_job(cluster: Cluster, job: dict, started: datetime, exit_codes: dict[str, int],
+                    durations: dict[str, timedelta] | None = None) -> list[dict]:
     """Run the Job's pods when every attempt exits non-zero, as the job controller does; returns the pods.
 
     A failed pod is replaced after a back-off (10 s, doubling) until backoffLimit is exceeded, then the Job
@@ -695,7 +705,7 @@ def run_failing_job(cluster: Cluster, job: dict, started: datetime, exit_codes: 
     pods, at, delay = [], started, timedelta(seconds=10)
     for attempt in range(job["spec"]["backoffLimit"] + 1):
         pod = pod_from_template(job, job["spec"]["template"], pod_name(name, f"{uid}/{attempt}"), at)
-        pod = run_workload_pod(cluster, pod, at, run_to_completion=True, exit_codes=exit_codes)
+        pod = run_workload_pod(cluster, pod, at, run_to_completion=True, exit_codes=exit_codes, durations=durations)
         emit_controller_event(cluster, job, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}", at,
                               "job-controller")
         pods.append(pod)
@@ -704,7 +714,7 @@ def run_failing_job(cluster: Cluster, job: dict, started: datetime, exit_codes: 
                              "uncountedTerminatedPods": {}}
             cluster.add(job)
             return pods
-        finished = max(s["state"]["terminated"]["finishedAt"] for s in pod["status"]["containerStatuses"])
+        finished = pod_finished_at(pod)
         at = datetime.strptime(finished, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) + delay
         delay *= 2
     message = "Job has reached the specified backoff limit"
@@ -892,6 +902,15 @@ def _platform_log(name: str, container_name: str, started: datetime, agents: lis
             "INFO:     Application startup complete.\nINFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)\n")
 
 
+def agent_log(pod: dict) -> str:
+    """What an agent container prints at start (uvicorn serving the A2A app on 5000)."""
+    agent_name = next((e["value"] for c in pod["spec"]["containers"] for e in c.get("env", [])
+                       if e["name"] == "AGENT_NAME"), "agent")
+    return (f"INFO:     Started server process [1]\nINFO:     Waiting for application startup.\n"
+            f"INFO:     {agent_name} ready (A2A card at /.well-known/agent.json)\n"
+            f"INFO:     Uvicorn running on http://0.0.0.0:5000 (Press CTRL+C to quit)\n")
+
+
 def add_logs_for_running_pods(cluster: Cluster, text_for) -> None:
     for pod in cluster.of_kind("Pod"):
         for status in pod.get("status", {}).get("containerStatuses", []) + pod.get("status", {}).get("initContainerStatuses", []):
@@ -910,13 +929,14 @@ def agent_template(agent: Agent, deployment_name: str) -> dict:
                         pull_secrets=["agent-registry-credentials"])
 
 
-def build_job_template(agent: Agent, init_image: str = "curlimages/curl:8.11.1") -> dict:
+def build_job_template(agent: Agent, init_image: str = "curlimages/curl:8.11.1", *,
+                       buildkit_host: str = BUILDKIT_ADDRESS) -> dict:
     download = container("download-agent", init_image, cpu="50m", memory="64Mi",
                          command=["sh", "-c", f"curl -fSL -o /workspace/agent.zip {BACKEND_URL}/api/v1/agents/{agent.name}/download"
                                              " && cd /workspace && unzip -o agent.zip"],
                          mounts=[{"name": "workspace", "mountPath": "/workspace"}])
     build = container("buildkit-client", "moby/buildkit:master-rootless", cpu="500m", memory="1Gi",
-                      env={"BUILDKIT_HOST": BUILDKIT_ADDRESS, "DOCKER_CONFIG": "/home/user/.docker"},
+                      env={"BUILDKIT_HOST": buildkit_host, "DOCKER_CONFIG": "/home/user/.docker"},
                       command=["buildctl"],
                       args=["build", "--frontend", "dockerfile.v0", "--local", "context=/workspace",
                             "--local", "dockerfile=/workspace", "--output", f"type=image,name={agent.image},push=true"],
@@ -1183,11 +1203,7 @@ def baseline(now: datetime | None = None, *, installed_ago: timedelta = timedelt
         app = pod["metadata"].get("labels", {}).get("app", "")
         started = datetime.strptime(pod["status"]["startTime"], "%Y-%m-%dT%H:%M:%SZ")
         if pod["metadata"]["namespace"] == "nasiko-agents" and container_name == "agent":
-            agent_name = next((e["value"] for c in pod["spec"]["containers"] for e in c.get("env", [])
-                               if e["name"] == "AGENT_NAME"), "agent")
-            return (f"INFO:     Started server process [1]\nINFO:     Waiting for application startup.\n"
-                    f"INFO:     {agent_name} ready (A2A card at /.well-known/agent.json)\n"
-                    f"INFO:     Uvicorn running on http://0.0.0.0:5000 (Press CTRL+C to quit)\n")
+            return agent_log(pod)
         if container_name == "helm":
             return f"Release \"{pod['metadata']['name'].rsplit('-install', 1)[0]}\" has been upgraded. Happy Helming!\n"
         if app:
@@ -1294,3 +1310,98 @@ def add_extra_pods(cluster: Cluster, count: int) -> None:
         cluster.add(*endpoints_for(svc, new_pods))
         made += replicas
         index += 1
+
+
+# ---- failing builds, scheduling, node pressure ------------------------------------------------------
+
+def parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def run_failed_build(cluster: Cluster, agent: Agent, logs: list[str], *, template: dict | None = None,
+                     exit_codes: dict[str, int] | None = None, durations: dict[str, timedelta] | None = None,
+                     download_log: str = DOWNLOAD_LOG, ttl: int | None = 3600) -> tuple[dict, list[dict]]:
+    """A build Job whose every attempt fails (buildkit-client exits 1 unless ``exit_codes`` says otherwise);
+    attempt i's buildkit-client log is ``logs[i % len(logs)]`` (the last lines are buildctl's error)."""
+    job = build_job("nasiko-agents", agent.job, template or build_job_template(agent), agent.built, ttl=ttl)
+    exit_codes = exit_codes or {"buildkit-client": 1}
+    pods = run_failing_job(cluster, job, agent.built, exit_codes, durations)
+    for attempt, pod in enumerate(pods):
+        key = ("nasiko-agents", pod["metadata"]["name"])
+        statuses = {s["name"]: s for s in pod["status"].get("initContainerStatuses", [])
+                    + pod["status"]["containerStatuses"]}
+        if "terminated" in statuses["download-agent"]["state"]:
+            cluster.logs[(*key, "download-agent", False)] = download_log
+        if "terminated" in statuses["buildkit-client"]["state"]:
+            cluster.logs[(*key, "buildkit-client", False)] = logs[attempt % len(logs)]
+    return job, pods
+
+
+def node_fits(cluster: Cluster) -> list[NodeFit]:
+    """Each Node's allocatable minus the requests of the pods bound to it that have not finished, its taints."""
+    used: dict[str, tuple[int, int]] = {}
+    for pod in cluster.of_kind("Pod"):
+        node = pod["spec"].get("nodeName")
+        if node and pod["status"].get("phase") not in ("Succeeded", "Failed"):
+            cpu, memory = pod_requests(pod["spec"])
+            before = used.get(node, (0, 0))
+            used[node] = (before[0] + cpu, before[1] + memory)
+    fits = []
+    for obj in cluster.of_kind("Node"):
+        name, allocatable = obj["metadata"]["name"], obj["status"]["allocatable"]
+        cpu, memory = used.get(name, (0, 0))
+        fits.append(NodeFit(name, parse_cpu(allocatable["cpu"]) - cpu, parse_memory(allocatable["memory"]) - memory,
+                            tuple(obj["spec"].get("taints", [])), bool(obj["spec"].get("unschedulable"))))
+    return fits
+
+
+def pending_build(cluster: Cluster, agent: Agent, template: dict) -> tuple[dict, dict]:
+    """A build Job created at ``agent.built`` whose pod the scheduler cannot place: it stays Pending with the
+    FailedScheduling message derived from the nodes (their free allocatable and taints); the Job stays active."""
+    from nasiko_nb.sim.kubelet import leave_unschedulable, unschedulable_message
+    job = build_job("nasiko-agents", agent.job, template, agent.built, ttl=3600)
+    pod = pod_from_template(job, job["spec"]["template"], pod_name(agent.job, job["metadata"]["uid"]), agent.built)
+    message = unschedulable_message(pod["spec"], node_fits(cluster))
+    if message is None:
+        raise ValueError(f"build pod of {agent.job} fits a node: nothing keeps it Pending")
+    cluster.add(pod, *leave_unschedulable(pod, message, agent.built, cluster.now))
+    emit_controller_event(cluster, job, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}", agent.built,
+                          "job-controller")
+    job["status"] = {"startTime": iso(agent.built), "active": 1, "ready": 0, "terminating": 0,
+                     "uncountedTerminatedPods": {}}
+    cluster.add(job)
+    return job, pod
+
+
+def memory_eviction_message(container_name: str, using: str, request: str, available: str = "92Mi") -> str:
+    """The kubelet's message on a pod evicted for memory (threshold memory.available<100Mi)."""
+    return (f"The node was low on resource: memory. Threshold quantity: 100Mi, available: {available}. "
+            f"Container {container_name} was using {using}, request is {request}, has larger consumption of memory.")
+
+
+def evict_and_replace(cluster: Cluster, pod: dict, at: datetime, message: str, node: Node | None = None) -> dict:
+    """The kubelet evicts ``pod`` at ``at``; its ReplicaSet creates a replacement at once (on ``node`` if given,
+    as the scheduler would when the pod's node is tainted). Returns the replacement pod."""
+    from nasiko_nb.sim.kubelet import evict_pod
+    cluster.add(*evict_pod(pod, at, cluster.now, message))
+    name = pod["metadata"]["name"]
+    cluster.logs = {k: v for k, v in cluster.logs.items() if (k[0], k[1]) != (pod["metadata"]["namespace"], name)}
+    rs_uid = pod["metadata"]["ownerReferences"][0]["uid"]
+    rs = next(o for o in cluster.of_kind("ReplicaSet", pod["metadata"]["namespace"]) if o["metadata"]["uid"] == rs_uid)
+    created = at + timedelta(seconds=1)
+    fresh = pod_from_template(rs, rs["spec"]["template"], pod_name(rs["metadata"]["name"], f"{name}/replacement"),
+                              created)
+    fresh = run_workload_pod(cluster, fresh, created, node=node)
+    emit_controller_event(cluster, rs, "SuccessfulCreate", f"Created pod: {fresh['metadata']['name']}", created,
+                          "replicaset-controller")
+    for status in fresh["status"]["containerStatuses"]:
+        if status["name"] == "agent":
+            cluster.logs[(fresh["metadata"]["namespace"], fresh["metadata"]["name"], "agent", False)] = agent_log(fresh)
+    return fresh
+
+
+def set_node_condition(node_obj: dict, kind: str, status: str, reason: str, message: str, since: datetime) -> None:
+    for condition in node_obj["status"]["conditions"]:
+        if condition["type"] == kind:
+            condition.update({"status": status, "reason": reason, "message": message,
+                              "lastTransitionTime": iso(since)})

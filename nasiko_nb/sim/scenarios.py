@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Callable
 
+from nasiko_nb.sim.build_scenarios import BUILD_BUILDERS, BUILD_SCENARIOS
 from nasiko_nb.sim.kubelet import Registry
 from nasiko_nb.sim.kubelet import docker_credentials
 from nasiko_nb.sim.platform import (DO_REGISTRY, ECR_HOST, ECR_PASSWORD, REFRESHER, REGISTRY_NAME, REGISTRY_REGION,
@@ -60,6 +61,7 @@ SCENARIOS: dict[str, str] = {
                              "are 7 h old and expire in 5 h.",
     "ecr-repository-missing": "A new agent's build pushes to <registry>/<agent> but bootstrap created only "
                               "nasiko-images: ECR answers 'name unknown'.",
+    **BUILD_SCENARIOS,
 }
 
 
@@ -294,6 +296,7 @@ _BUILDERS: dict[str, Callable[[Cluster], None]] = {
     "ecr-refresher-missing": ecr_refresher_missing,
     "ecr-refresher-failing": ecr_refresher_failing,
     "ecr-repository-missing": ecr_repository_missing,
+    **BUILD_BUILDERS,
 }
 
 # Scenarios whose history starts differently: installed (and its registry token issued, 30-day default

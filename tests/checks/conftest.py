@@ -1,13 +1,9 @@
 """Fixtures shared by the checks tests."""
-
-from tests.paths import SHARED
-
 import pytest
+
+from tests.paths import SAMPLES
 
 
 @pytest.fixture
 def samples_path():
-    path = SHARED / "samples/messages.yaml"
-    if not path.exists():
-        pytest.skip("shared samples not present on this machine")
-    return path
+    return SAMPLES

@@ -19,7 +19,7 @@ from nasiko_nb.providers.registry_v2 import RegistryClient
 from nasiko_nb.sim.kubelet import docker_credentials
 from nasiko_nb.sim.platform import REGISTRY_USER
 from nasiko_nb.sim.scenarios import build
-from tests.paths import SHARED
+from tests.paths import SAMPLES
 from tests.secrets_check import leaked_in
 from tests.sim.test_scenarios import assert_consistent
 
@@ -27,7 +27,7 @@ HOST = "registry.digitalocean.com"
 FAILED_PUSH = ["registry-401-read-only-token", "registry-401-expired-token", "registry-401-wrong-user",
                "registry-401-revoked-token", "registry-name-mismatch"]
 PLATFORM_SECRETS = [("nasiko", "regcred"), ("buildkit", "regcred"), ("nasiko-agents", "agent-registry-credentials")]
-MESSAGES = SHARED / "samples" / "messages.yaml"
+MESSAGES = SAMPLES
 
 
 def parse_time(text: str) -> datetime:

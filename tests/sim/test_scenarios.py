@@ -40,9 +40,13 @@ def assert_consistent(objects):
         assert target["apiVersion"] == involved["apiVersion"]
         assert event["source"]["component"] and event["reportingComponent"] and event["count"] >= 1
     for pod in pods:
-        if pod["status"]["phase"] in ("Running", "Pending"):
+        scheduled = next((c for c in pod["status"].get("conditions", []) if c["type"] == "PodScheduled"), None)
+        if scheduled is not None and scheduled["status"] == "False":   # the scheduler found no node
+            assert pod["status"]["phase"] == "Pending" and scheduled["reason"] == "Unschedulable"
+            assert not pod["spec"].get("nodeName") and not pod["status"].get("podIP")
+        elif pod["status"]["phase"] in ("Running", "Pending"):
             assert pod["spec"]["nodeName"] and pod["status"]["podIP"]
-    ips = [p["status"]["podIP"] for p in pods]
+    ips = [p["status"]["podIP"] for p in pods if p["status"].get("podIP")]
     assert len(ips) == len(set(ips)), "pod IPs must be unique"
     for svc in (o for o in objects if o["kind"] == "Service" and o["spec"].get("selector")):
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
@@ -55,6 +59,7 @@ def assert_consistent(objects):
     for deploy in (o for o in objects if o["kind"] == "Deployment"):
         ns = deploy["metadata"]["namespace"]
         owned = [p for p in pods if p["metadata"]["namespace"] == ns and p["metadata"]["labels"].get("pod-template-hash")
+                 and p["status"]["phase"] != "Failed"     # evicted pods stay behind, no longer counted
                  and by_uid[p["metadata"]["ownerReferences"][0]["uid"]]["metadata"]["ownerReferences"][0]["uid"]
                  == deploy["metadata"]["uid"]]
         assert len(owned) == deploy["spec"]["replicas"] == deploy["status"]["replicas"]
@@ -69,7 +74,8 @@ def test_scenario_builds_consistent_state(name):
     broken_pods = {b.split(" ", 1)[1] for b in cluster.broken if b.startswith("Pod ")}
     for pod in (o for o in cluster.objects if o["kind"] == "Pod"):
         key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-        assert (pod["status"]["phase"] in ("Running", "Succeeded")) == (key not in broken_pods), key
+        healthy = pod["status"]["phase"] == "Succeeded" or (pod["status"]["phase"] == "Running" and is_ready(pod))
+        assert healthy == (key not in broken_pods), key
 
 
 def test_healthy_layout_follows_the_platform_facts():
