@@ -69,11 +69,11 @@ class JobLogs:
 
 
 def unfinished_build_jobs(snap: Snapshot, namespace: str, limit: int = 3) -> list[str]:
-    """The newest build Jobs (``job-*``) that have not completed, at most ``limit`` (their logs are read)."""
-    jobs = [j for j in snap.jobs if j["metadata"].get("namespace") == namespace and j["metadata"]["name"].startswith("job-")
-            and not (j.get("status") or {}).get("succeeded")
-            and not any(c.get("type") == "Complete" and c.get("status") == "True"
-                        for c in (j.get("status") or {}).get("conditions") or [])]
+    """The newest build Jobs that have not completed, at most ``limit`` (their logs are read)."""
+    from nasiko_nb.checks.build import build_jobs, job_condition
+
+    jobs = [j for j in build_jobs(snap, namespace)
+            if not (j.get("status") or {}).get("succeeded") and not job_condition(j, "Complete")]
     jobs.sort(key=lambda j: j["metadata"].get("creationTimestamp", ""), reverse=True)
     return [j["metadata"]["name"] for j in jobs[:limit]]
 

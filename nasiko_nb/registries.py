@@ -98,14 +98,6 @@ def obtain_credentials(provider: RegistryProvider, expiry_seconds: int) -> Docke
     return provider.docker_credentials(read_write=True, expiry_seconds=expiry_seconds or None)
 
 
-def failed_build_jobs(snap: Snapshot, namespace: str) -> list[dict]:
-    """Build Jobs (``job-*``) with condition Failed=True, newest first."""
-    jobs = [j for j in snap.jobs if j["metadata"].get("namespace") == namespace and j["metadata"]["name"].startswith("job-")
-            and any(c.get("type") == "Failed" and c.get("status") == "True"
-                    for c in (j.get("status") or {}).get("conditions") or [])]
-    return sorted(jobs, key=lambda j: j["metadata"].get("creationTimestamp", ""), reverse=True)
-
-
 def failed_jobs_frame(jobs: list[dict]) -> pd.DataFrame:
     rows = [{"job": j["metadata"]["name"], "created": j["metadata"].get("creationTimestamp", ""),
              "failed pods": (j.get("status") or {}).get("failed", 0),

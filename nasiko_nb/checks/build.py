@@ -209,6 +209,12 @@ def build_jobs(snapshot: Snapshot, namespace: str) -> list[dict]:
     return [job for job in snapshot.jobs if namespace_of(job) == namespace and BUILD_JOB.match(name_of(job))]
 
 
+def failed_build_jobs(snapshot: Snapshot, namespace: str) -> list[dict]:
+    """Build Jobs whose condition Failed is True, newest first."""
+    jobs = [job for job in build_jobs(snapshot, namespace) if job_condition(job, "Failed")]
+    return sorted(jobs, key=lambda j: j["metadata"].get("creationTimestamp", ""), reverse=True)
+
+
 def job_pods(snapshot: Snapshot, job: dict) -> list[dict]:
     name = name_of(job)
     return [pod for pod in snapshot.pods_in(namespace_of(job)) if snapshot.job_name_of(pod) == name]

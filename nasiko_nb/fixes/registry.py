@@ -17,11 +17,12 @@ import pandas as pd
 from kubernetes.client.rest import ApiException
 
 from nasiko_nb import fixes
+from nasiko_nb.checks.build import failed_build_jobs
 from nasiko_nb.checks.registry import PLATFORM_SECRETS
 from nasiko_nb.cluster import ApiFailure, Cluster
 from nasiko_nb.credentials import read_docker_credential, registry_client
 from nasiko_nb.fixes import Change, FixFailed, Plan
-from nasiko_nb.fixes.workloads import restart_change
+from nasiko_nb.fixes.workloads import delete_job_change, restart_change
 from nasiko_nb.providers.base import DockerCredential, ProviderError
 from nasiko_nb.redact import REPLACED_AT, fingerprint
 from nasiko_nb.snapshot import Snapshot
@@ -154,18 +155,10 @@ def verify_reset(cluster: Cluster, host: str, repository: str, secrets=PLATFORM_
     return frame
 
 
-def plan_delete_failed_jobs(snap: Snapshot, namespace: str, prefix: str = "job-") -> Plan:
+def plan_delete_failed_jobs(snap: Snapshot, namespace: str) -> Plan:
     """Delete the build Jobs whose condition Failed is True (their pods go with them), so builds can be retried."""
-    changes = []
-    for job in snap.jobs:
-        meta = job["metadata"]
-        conditions = (job.get("status") or {}).get("conditions") or []
-        if meta.get("namespace") != namespace or not meta["name"].startswith(prefix):
-            continue
-        if any(c.get("type") == "Failed" and c.get("status") == "True" for c in conditions):
-            changes.append(Change(verb="delete", path=f"/apis/batch/v1/namespaces/{namespace}/jobs/{meta['name']}",
-                                  resource=f"Job {namespace}/{meta['name']}", body={"propagationPolicy": "Background"},
-                                  description="delete the failed Job and its pods"))
+    changes = [delete_job_change(namespace, job["metadata"]["name"], "delete the failed Job and its pods")
+               for job in failed_build_jobs(snap, namespace)]
     return Plan(fix=CLEANUP, target=namespace, changes=changes)
 
 

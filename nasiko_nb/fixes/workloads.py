@@ -34,7 +34,11 @@ def plan_scale(deployment: dict, replicas: int) -> Plan:
     return Plan(fix="scale-deployment", target=meta["name"], changes=[change])
 
 
-def plan_delete_job(namespace: str, name: str, why: str = "delete the Job and its pods so it can be retried") -> Plan:
-    change = Change(verb="delete", path=f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
-                    resource=f"Job {namespace}/{name}", body={"propagationPolicy": "Background"}, description=why)
-    return Plan(fix="delete-job", target=name, changes=[change])
+def delete_job_change(namespace: str, name: str, why: str = "delete the Job and its pods so it can be retried") -> Change:
+    """What `kubectl delete job` sends: the pods go with the Job (background propagation)."""
+    return Change(verb="delete", path=f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                  resource=f"Job {namespace}/{name}", body={"propagationPolicy": "Background"}, description=why)
+
+
+def plan_delete_job(namespace: str, name: str) -> Plan:
+    return Plan(fix="delete-job", target=name, changes=[delete_job_change(namespace, name)])
