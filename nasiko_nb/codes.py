@@ -304,6 +304,10 @@ _entry("resources/node-pressure", "warning", "Node under pressure",
        "Node {node} reports {condition}.",
        _SCHED, "problem-cluster-out-of-resources",
        "Check node resources (`kubectl describe nodes`) and scale up or reduce requests.")
+_entry("resources/capacity-low", "warning", "Cluster nearly full",
+       "Pods request {percent}% of the {resource} allocatable on {nodes} schedulable node(s).",
+       _SCHED, "problem-cluster-out-of-resources",
+       "New pods will wait for room: clean up, lower requests, or add nodes to the node pool.")
 _entry("resources/orphaned-configmaps", "info", "Orphaned agent ConfigMaps",
        "{count} agent-files ConfigMaps in {namespace} belong to no running build.",
        _SCHED, "3-clean-up-unused-resources",

@@ -54,6 +54,15 @@ class Run:
             raise RunbookInputError(f"namespace {namespace!r} does not exist in context {self.cluster.context!r}; "
                                     f"it has: {', '.join(sorted(snap.namespaces))}")
 
+    def require_namespaces(self, snap: Snapshot, namespaces: str) -> list[str]:
+        """A comma-separated namespace parameter as a list, each one checked to exist."""
+        names = [name.strip() for name in namespaces.split(",") if name.strip()]
+        if not names:
+            raise RunbookInputError("namespaces is empty: name at least one namespace")
+        for name in names:
+            self.require_namespace(snap, name)
+        return names
+
     def require_agent(self, snap: Snapshot, agent: str) -> None:
         known = snap.agents()
         if agent and agent not in known:

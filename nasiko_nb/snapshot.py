@@ -254,17 +254,23 @@ NAMESPACED_KINDS = {
     "jobs": ("/apis/batch/v1", "Job", "batch/v1"),
     "cronjobs": ("/apis/batch/v1", "CronJob", "batch/v1"),
 }
+#: name -> (collection path, kind, apiVersion) of the cluster-scoped lists a snapshot may take.
 CLUSTER_KINDS = {
-    "namespaces": ("/api/v1", "Namespace", "v1"),
-    "nodes": ("/api/v1", "Node", "v1"),
+    "namespaces": ("/api/v1/namespaces", "Namespace", "v1"),
+    "nodes": ("/api/v1/nodes", "Node", "v1"),
+    # metrics-server's view of node usage; absent (404) on clusters without metrics-server
+    "nodemetrics": ("/apis/metrics.k8s.io/v1beta1/nodes", "NodeMetrics", "metrics.k8s.io/v1beta1"),
 }
+DEFAULT_CLUSTER_KINDS = ("namespaces", "nodes")
 PLATFORM_NAMESPACES = ("nasiko", "nasiko-agents", "buildkit")
+ALL_NAMESPACES = None
 
 
 def take_snapshot(cluster: Cluster, namespaces=PLATFORM_NAMESPACES, kinds=tuple(NAMESPACED_KINDS),
-                  cluster_kinds=tuple(CLUSTER_KINDS)) -> "Snapshot":
+                  cluster_kinds=DEFAULT_CLUSTER_KINDS) -> "Snapshot":
     """Read the cluster with one list call per (kind, namespace): the count never depends on object counts.
 
+    ``namespaces=ALL_NAMESPACES`` lists each kind once across the cluster (what a node's requests need).
     A 403 becomes a ``cluster/forbidden`` finding naming the verb and resource needed, and the
     snapshot goes on with what it can see.
     """
@@ -289,10 +295,16 @@ def take_snapshot(cluster: Cluster, namespaces=PLATFORM_NAMESPACES, kinds=tuple(
             item.setdefault("kind", kind)
             objects.append(item)
 
-    for plural in cluster_kinds:
-        prefix, kind, api_version = CLUSTER_KINDS[plural]
-        list_into(f"{prefix}/{plural}", kind, api_version, plural, None)
-    for namespace in namespaces:
+    for name in cluster_kinds:
+        path, kind, api_version = CLUSTER_KINDS[name]
+        plural = path.rsplit("/", 1)[1]
+        group = path.split("/")[2] if path.startswith("/apis/") else ""
+        list_into(path, kind, api_version, f"{plural}.{group}" if group else plural, None)
+    if namespaces is ALL_NAMESPACES:
+        for plural in kinds:
+            prefix, kind, api_version = NAMESPACED_KINDS[plural]
+            list_into(f"{prefix}/{plural}", kind, api_version, plural, None)
+    for namespace in namespaces or ():
         for plural in kinds:
             prefix, kind, api_version = NAMESPACED_KINDS[plural]
             list_into(f"{prefix}/namespaces/{namespace}/{plural}", kind, api_version, plural, namespace)

@@ -6,11 +6,12 @@ same plan gets a confirm button that applies exactly that plan. Both paths go th
 """
 from __future__ import annotations
 
+import uuid
 from typing import Callable
 
 import ipywidgets as widgets
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import Markdown, display, update_display
 
 from nasiko_nb import fixes
 from nasiko_nb.runbook import Run
@@ -49,16 +50,50 @@ def filterable(frame: pd.DataFrame, column: str, empty: str = "nothing found") -
     display(widgets.VBox([picker, out]))
 
 
+class ProgressBar:
+    """A bar and a counter for a fix or a wait, shown at its first report.
+
+    The counter is also kept as a markdown line (updated in place, at most every percent), which is
+    what an executed notebook and its HTML record show when no widget renders.
+    """
+
+    def __init__(self, description: str):
+        self.description = description
+        self._bar = widgets.IntProgress(value=0, min=0, max=1, description=description[:20])
+        self._label = widgets.Label()
+        self._display_id = uuid.uuid4().hex
+        self._shown_percent: int | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total <= 1:      # a bar for a single object tells nothing the outcome line does not
+            return
+        first = self._shown_percent is None
+        self._bar.max, self._bar.value = max(total, 1), min(done, max(total, 1))
+        self._label.value = f"{done} of {total}"
+        percent = done * 100 // max(total, 1)
+        line = Markdown(f"_{self.description}: {done} of {total}_")
+        if first:
+            display(widgets.HBox([self._bar, self._label]))
+            display(line, display_id=self._display_id)
+        elif percent != self._shown_percent or done == total:
+            update_display(line, display_id=self._display_id)
+        self._shown_percent = percent
+
+
 def fix_panels(run: Run, plans: list[fixes.Plan], *, dry_run: bool, confirm: str,
                verify: Callable[[str], object] | None = None, empty: str = "nothing to fix") -> None:
-    """One panel per plan; headless, only the plan whose target ``confirm`` names is applied."""
+    """One panel per plan; headless, only the plan whose target ``confirm`` names is applied.
+
+    With ``dry_run`` False, a ``confirm`` naming none of the targets stops the run before anything changes,
+    also when there is nothing to fix: a typo must not look like success.
+    """
+    targets = [plan.target for plan in plans]
+    if not dry_run and confirm not in targets and (plans or confirm):   # a confirm that names nothing here
+        raise fixes.ConfirmationError(
+            f"confirm={confirm!r} names none of the targets ({', '.join(targets) or empty}); nothing was changed")
     if not plans:
         display(Markdown(f"_{empty}_"))
         return
-    targets = [plan.target for plan in plans]
-    if not dry_run and confirm not in targets:
-        raise fixes.ConfirmationError(
-            f"confirm={confirm!r} names none of the targets ({', '.join(targets)}); nothing was changed")
     for plan in plans:
         fix_panel(run, plan, dry_run=dry_run or plan.target != confirm, confirm=confirm,
                   verify=(lambda target=plan.target: verify(target)) if verify else None)
@@ -69,13 +104,18 @@ def fix_panel(run: Run, plan: fixes.Plan, *, dry_run: bool, confirm: str,
     """Show the plan, apply it if the parameters say so, and offer a confirm button for interactive use.
 
     The run's record is refreshed after every attempt, applied or refused, so it lists each change made.
+    Without ``verify``, the plan's own check (``plan.verify``) runs after it is applied.
     """
+    if verify is None and plan.verify is not None:
+        def verify():
+            return plan.verify(run.cluster)
     display(Markdown(f"**Fix `{plan.fix}` on `{plan.target}`**" + "".join(f"\n- {n}" for n in plan.notes)))
     table(plan.to_frame(), "no change needed")
     if plan.blocked:
         display(Markdown(f"**Blocked:** {plan.blocked}"))
     try:
-        outcome = fixes.apply_plan(run.cluster, plan, dry_run=dry_run, confirm=confirm)
+        outcome = fixes.apply_plan(run.cluster, plan, dry_run=dry_run, confirm=confirm,
+                                   progress=ProgressBar(plan.fix))
     finally:
         run.publish()
     display(Markdown(f"_{outcome.message}_"))
@@ -90,7 +130,8 @@ def fix_panel(run: Run, plan: fixes.Plan, *, dry_run: bool, confirm: str,
         button.disabled = True
         with out:
             try:
-                result = fixes.apply_plan(run.cluster, plan, dry_run=False, confirm=plan.target)
+                result = fixes.apply_plan(run.cluster, plan, dry_run=False, confirm=plan.target,
+                                          progress=ProgressBar(plan.fix))
             finally:
                 run.publish()
             display(Markdown(f"_{result.message}_"))

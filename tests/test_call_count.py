@@ -5,7 +5,7 @@ import pytest
 
 from nasiko_nb import sim
 from nasiko_nb.cluster import connect
-from nasiko_nb.snapshot import CLUSTER_KINDS, NAMESPACED_KINDS, PLATFORM_NAMESPACES, take_snapshot
+from nasiko_nb.snapshot import DEFAULT_CLUSTER_KINDS, NAMESPACED_KINDS, PLATFORM_NAMESPACES, take_snapshot
 
 
 def snapshot_counts(tmp_path, extra_pods: int) -> tuple[int, int, int]:
@@ -27,11 +27,11 @@ def counts(tmp_path_factory):
 
 
 def test_default_kinds_are_the_documented_ten_and_two():
-    assert len(NAMESPACED_KINDS) == 10 and len(CLUSTER_KINDS) == 2 and len(PLATFORM_NAMESPACES) == 3
+    assert len(NAMESPACED_KINDS) == 10 and len(DEFAULT_CLUSTER_KINDS) == 2 and len(PLATFORM_NAMESPACES) == 3
 
 
 def test_call_count_is_two_plus_ten_per_namespace(counts):
-    expected = len(CLUSTER_KINDS) + len(NAMESPACED_KINDS) * len(PLATFORM_NAMESPACES)
+    expected = len(DEFAULT_CLUSTER_KINDS) + len(NAMESPACED_KINDS) * len(PLATFORM_NAMESPACES)
     assert expected == 2 + 10 * len(PLATFORM_NAMESPACES) == 32
     client, server, _ = counts[0]
     assert (client, server) == (expected, expected)

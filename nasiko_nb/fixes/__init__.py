@@ -47,6 +47,7 @@ class Change:
     description: str        # one sentence for people
     body: dict | list | None = None
     patch_type: str = ""    # merge, strategic or json for patches
+    objects: int = 1        # objects it changes (a delete-collection: every one its selector matches)
 
     def summary(self) -> dict:
         return {"verb": self.verb, "resource": self.resource, "change": self.description,
@@ -66,11 +67,23 @@ class Plan:
     changes: list[Change]
     blocked: str = ""
     notes: list[str] = field(default_factory=list)
-    executor: Callable[[Cluster, "Plan"], "Outcome"] | None = field(default=None, repr=False)
+    executor: Callable[[Cluster, "Plan", "Progress"], "Outcome"] | None = field(default=None, repr=False)
     diagnostic: bool = False   # a write made only to look (a probe pod): recorded, but not a fix
+    verify: Callable[[Cluster], object] | None = field(default=None, repr=False)   # what is left after applying
+
+    @property
+    def objects(self) -> int:
+        return sum(change.objects for change in self.changes)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([c.summary() for c in self.changes], columns=["verb", "resource", "change", "body"])
+
+
+Progress = Callable[[int, int], None]   # (done, total) objects, called as a fix goes
+
+
+def no_progress(done: int, total: int) -> None:
+    """The progress reporter of callers that show none."""
 
 
 @dataclass
@@ -84,7 +97,7 @@ class Outcome:
 JOURNAL: list[dict] = []
 
 
-def apply_plan(cluster: Cluster, plan: Plan, *, dry_run: bool, confirm: str) -> Outcome:
+def apply_plan(cluster: Cluster, plan: Plan, *, dry_run: bool, confirm: str, progress: Progress = no_progress) -> Outcome:
     """Apply ``plan`` if the caller opted in; raises ConfirmationError when confirm names another target."""
     if dry_run:
         return Outcome(plan, False, f"dry run: nothing changed (set dry_run=False and confirm={plan.target!r} to apply)")
@@ -92,17 +105,18 @@ def apply_plan(cluster: Cluster, plan: Plan, *, dry_run: bool, confirm: str) -> 
     if plan.blocked:
         raise FixFailed(f"fix {plan.fix} on {plan.target} cannot be applied: {plan.blocked}; nothing was changed")
     if plan.executor is not None:   # fixes whose writes need more than one request each (e.g. all-or-nothing)
-        return plan.executor(cluster, plan)
+        return plan.executor(cluster, plan, progress)
     results = []
     for change in plan.changes:
         try:
-            response = _send(cluster, change)
+            response = send(cluster, change)
         except ApiException as exc:
             failure = ApiFailure.from_exception(exc)
             done = f" ({len(results)} of {len(plan.changes)} changes were applied before it)" if results else ""
             raise FixFailed(f"{change.verb} {change.resource} was refused: {failure.status} {failure.reason}: "
                             f"{failure.message}{done}") from None
         results.append(record(plan, change, response))
+        progress(sum(c.objects for c in plan.changes[:len(results)]), plan.objects)
     return Outcome(plan, True, f"applied {len(results)} change(s) to {plan.target}", results)
 
 
@@ -123,10 +137,11 @@ def record(plan: Plan, change: Change, response: dict | None = None) -> dict:
     return entry
 
 
-def _send(cluster: Cluster, change: Change) -> dict:
+def send(cluster: Cluster, change: Change) -> dict:
+    """Send one change as its API request; raises ApiException when refused."""
     if change.verb == "patch":
         return cluster.send_json("PATCH", change.path, change.body, PATCH_TYPES[change.patch_type])
-    method = {"delete": "DELETE", "replace": "PUT", "create": "POST"}[change.verb]
+    method = {"delete": "DELETE", "delete-collection": "DELETE", "replace": "PUT", "create": "POST"}[change.verb]
     return cluster.send_json(method, change.path, change.body)
 
 

@@ -48,7 +48,7 @@ def plan_reset(snap: Snapshot, new_credentials: str, obtain: Callable[[], Docker
             path=f"/api/v1/namespaces/{namespace}/secrets" + (f"/{name}" if summary else ""),
             resource=f"Secret {namespace}/{name}", description=f"{before} -> {new_credentials}"))
     return Plan(fix=RESET, target=target, changes=changes,
-                executor=lambda cluster, plan: _execute_reset(cluster, plan, obtain),
+                executor=lambda cluster, plan, _progress: _execute_reset(cluster, plan, obtain),
                 notes=["new credentials are obtained first: if that fails, nothing is touched",
                        "each secret is replaced in place (resourceVersion-checked): it exists at every moment",
                        "on any failure the secrets already replaced are put back"])
@@ -201,7 +201,7 @@ def plan_recreate_registry(provider, existing: str, requested: str, repositories
                Change(verb="create", path="/v2/registry", resource=f"DigitalOcean registry {requested}",
                       description=f"create registry {requested} (names are unique across all DigitalOcean users)")]
 
-    def execute(cluster: Cluster, plan: Plan) -> fixes.Outcome:
+    def execute(cluster: Cluster, plan: Plan, _progress: fixes.Progress) -> fixes.Outcome:
         deleted = False
         try:
             provider.delete_registry(existing)
@@ -235,7 +235,7 @@ def plan_delete_images(provider, repository: str, tag: str = "") -> list[Plan]:
                     description="delete the tag (the image stays while other tags point at it)" if tag
                     else "delete the repository and every tag in it")
 
-    def execute(cluster: Cluster, plan: Plan) -> fixes.Outcome:
+    def execute(cluster: Cluster, plan: Plan, _progress: fixes.Progress) -> fixes.Outcome:
         try:
             if tag:
                 provider.delete_tag(repository, tag)

@@ -72,6 +72,24 @@ class Tag:
 
 
 @dataclass(frozen=True)
+class NodeGroup:
+    """A cloud node pool (DigitalOcean) or managed node group (EKS) and its scaling bounds."""
+
+    cluster: str
+    name: str
+    status: str
+    min_size: int
+    max_size: int
+    desired_size: int
+    instance_types: tuple[str, ...] = ()
+    created: datetime | None = None
+    provider: str = ""
+    id: str = ""              # DigitalOcean's node pool id (the nodes' doks.digitalocean.com/node-pool-id)
+    cluster_id: str = ""      # DigitalOcean's cluster id
+    auto_scale: bool = False  # DigitalOcean's autoscaler owns the count
+
+
+@dataclass(frozen=True)
 class DockerCredential:
     """Registry credentials as a provider issues them; ``repr`` and ``summary`` show no secret."""
 

@@ -18,7 +18,8 @@ import pydo
 from azure.core.exceptions import (AzureError, HttpResponseError, ServiceRequestError, ServiceRequestTimeoutError,
                                    ServiceResponseError, ServiceResponseTimeoutError)
 
-from nasiko_nb.providers.base import (Account, DockerCredential, ProviderError, RegistryInfo, Repository, Tag)
+from nasiko_nb.providers.base import (Account, DockerCredential, NodeGroup, ProviderError, RegistryInfo, Repository,
+                                      Tag)
 from nasiko_nb.redact import fingerprint, scrub
 
 REGISTRY_HOST = "registry.digitalocean.com"
@@ -198,6 +199,37 @@ class DigitalOceanProvider:
         self._call(f"deleting registry {name}", self._client.registries.delete, registry_name=name)
         if self._registry_name == name:
             self._registry_name = None
+
+    # -- Kubernetes node pools -----------------------------------------------------------------------------
+    def node_pools(self) -> list[NodeGroup]:
+        """Every node pool of every Kubernetes cluster of the account (one paginated list)."""
+        clusters = self._pages("cluster list", "kubernetes_clusters", self._client.kubernetes.list_clusters)
+        return [_node_group(cluster, pool) for cluster in clusters for pool in cluster.get("node_pools") or []]
+
+    def node_pool(self, group: NodeGroup) -> NodeGroup:
+        """The pool as DigitalOcean sees it now."""
+        body = self._call(f"node pool list of {group.cluster}", self._client.kubernetes.list_node_pools,
+                          group.cluster_id)
+        pool = next((p for p in body.get("node_pools") or [] if p.get("id") == group.id), None)
+        if pool is None:
+            raise ProviderError("provider/not-found", f"{PROVIDER}: node pool {group.name} is gone from {group.cluster}")
+        return _node_group({"name": group.cluster, "id": group.cluster_id, "status": {"state": group.status}}, pool)
+
+    def scale_node_pool(self, group: NodeGroup, count: int) -> NodeGroup:
+        """Set the pool's node count (DigitalOcean adds or removes droplets asynchronously)."""
+        body = self._call(f"node pool update of {group.name}", self._client.kubernetes.update_node_pool,
+                          group.cluster_id, group.id, body={"name": group.name, "count": count})
+        return _node_group({"name": group.cluster, "id": group.cluster_id, "status": {"state": group.status}},
+                           body["node_pool"])
+
+
+def _node_group(cluster: dict, pool: dict) -> NodeGroup:
+    return NodeGroup(provider=PROVIDER, cluster=cluster.get("name", ""), cluster_id=cluster.get("id", ""),
+                     name=pool.get("name", ""), id=pool.get("id", ""),
+                     status=((cluster.get("status") or {}).get("state") or ""), min_size=pool.get("min_nodes") or 0,
+                     max_size=pool.get("max_nodes") or 0, desired_size=pool.get("count") or 0,
+                     auto_scale=bool(pool.get("auto_scale")), instance_types=(pool.get("size", ""),),
+                     created=_parse_time(cluster.get("created_at")))
 
 
 def _registry_info(body: dict) -> RegistryInfo:

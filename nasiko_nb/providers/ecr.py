@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from dataclasses import dataclass
-from datetime import datetime
 
 import boto3
 from botocore.config import Config
@@ -19,7 +17,7 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedErr
                                  EndpointConnectionError, NoCredentialsError, PartialCredentialsError,
                                  ReadTimeoutError)
 
-from nasiko_nb.providers.base import (STATUS_CODES, Account, DockerCredential, ProviderError, RegistryInfo,
+from nasiko_nb.providers.base import (STATUS_CODES, Account, DockerCredential, NodeGroup, ProviderError, RegistryInfo,
                                       Repository, Tag)
 from nasiko_nb.redact import scrub
 
@@ -40,20 +38,6 @@ _ERROR_CODES = {
 }
 _CODE_OF_ERROR = {error: code for code, errors in _ERROR_CODES.items() for error in errors}
 _MAX_DETAIL = 240
-
-
-@dataclass(frozen=True)
-class NodeGroup:
-    """An EKS managed node group and its scaling bounds."""
-
-    cluster: str
-    name: str
-    status: str
-    min_size: int
-    max_size: int
-    desired_size: int
-    instance_types: tuple[str, ...] = ()
-    created: datetime | None = None
 
 
 class EcrProvider:
@@ -204,10 +188,16 @@ class EcrProvider:
 
     # --- EKS node groups ------------------------------------------------------------------------
 
+    def clusters(self) -> list[str]:
+        return self._pages("eks", "list_clusters", "clusters")
+
     def node_groups(self, cluster: str) -> list[NodeGroup]:
         names = self._pages("eks", "list_nodegroups", "nodegroups", clusterName=cluster)
-        return [self._node_group(self._call("eks", "describe_nodegroup", clusterName=cluster,
-                                            nodegroupName=name)["nodegroup"]) for name in names]
+        return [self.node_group(cluster, name) for name in names]
+
+    def node_group(self, cluster: str, name: str) -> NodeGroup:
+        return self._node_group(self._call("eks", "describe_nodegroup", clusterName=cluster,
+                                           nodegroupName=name)["nodegroup"])
 
     def scale_node_group(self, cluster: str, group: str, min_size: int, max_size: int, desired_size: int) -> str:
         """Ask EKS to rescale `group`; returns the id of the update EKS starts."""
@@ -221,7 +211,8 @@ class EcrProvider:
     @staticmethod
     def _node_group(raw: dict) -> NodeGroup:
         scaling = raw.get("scalingConfig") or {}
-        return NodeGroup(cluster=raw.get("clusterName", ""), name=raw["nodegroupName"], status=raw.get("status", ""),
+        return NodeGroup(provider="aws", cluster=raw.get("clusterName", ""), name=raw["nodegroupName"],
+                         status=raw.get("status", ""),
                          min_size=scaling.get("minSize", 0), max_size=scaling.get("maxSize", 0),
                          desired_size=scaling.get("desiredSize", 0),
                          instance_types=tuple(raw.get("instanceTypes") or ()), created=raw.get("createdAt"))

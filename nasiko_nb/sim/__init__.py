@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nasiko_nb.sim.aws import MOTO_LOGIN_PASSWORD, start_aws
-from nasiko_nb.sim.controllers import Controllers, nodes_from_objects
+from nasiko_nb.sim.controllers import Controllers, NodePoolController, nodes_from_objects
 from nasiko_nb.sim.digitalocean import start_digitalocean
 from nasiko_nb.sim.kubelet import RegistryWorld
 from nasiko_nb.sim.platform import ECR_HOST, FIXED_SECRET_VALUES, PLATFORM_REGISTRY, SECRET_VALUES, Cluster
@@ -21,11 +21,12 @@ __all__ = ["SCENARIOS", "SECRET_VALUES", "SnapshotError", "UnknownScenario", "bu
 
 
 def build_store(scenario: str | None = None, snapshot: str | Path | None = None, *, writable_snapshot: bool = False,
-                extra_pods: int = 0) -> Store:
+                extra_pods: int = 0, extra_nodes: int = 0, extra_jobs: int = 0) -> Store:
     """The Store of a scenario (default "healthy") or of a replayed snapshot, with controllers subscribed.
 
     A snapshot is served read-only unless ``writable_snapshot``; its controllers pull any image (the
     registries behind a captured cluster are unknown), so a re-rolled Deployment's new pods run.
+    ``extra_*`` scale a scenario up (see :func:`nasiko_nb.sim.scenarios.build`).
     """
     if snapshot is not None:
         objects, logs = load_snapshot(snapshot)
@@ -36,33 +37,34 @@ def build_store(scenario: str | None = None, snapshot: str | Path | None = None,
         nodes = nodes_from_objects([o for o in objects if o["kind"] == "Node"])
         Controllers(store, RegistryWorld(permissive=True), nodes).attach()
         return store
-    return _scenario_store(build(scenario or "healthy", extra_pods=extra_pods))
+    cluster = build(scenario or "healthy", extra_pods=extra_pods, extra_nodes=extra_nodes, extra_jobs=extra_jobs)
+    return _scenario_store(cluster)[0]
 
 
-def _scenario_store(cluster: Cluster) -> Store:
+def _scenario_store(cluster: Cluster) -> tuple[Store, Controllers]:
     store = Store()
     store.load(cluster.objects)
     for (namespace, pod, container, previous), text in cluster.logs.items():
         store.set_log(namespace, pod, container, text, previous=previous)
-    Controllers(store, cluster.world, cluster.nodes).attach()
-    return store
+    return store, Controllers(store, cluster.world, cluster.nodes).attach()
 
 
 def start(scenario: str | None = "healthy", snapshot: str | Path | None = None, *, port: int = 0,
-          writable_snapshot: bool = False, extra_pods: int = 0) -> SimServer:
+          writable_snapshot: bool = False, extra_pods: int = 0, extra_nodes: int = 0, extra_jobs: int = 0) -> SimServer:
     """Serve a scenario (or a snapshot, which takes precedence) on 127.0.0.1; returns the running server.
 
     A scenario also gets its fake DigitalOcean (API, token service, registry) over HTTPS, sharing the
-    cluster's DOWorld, or for an ECR scenario a moto server holding its ECR registry;
-    ``server.environment()`` tells a runbook kernel how to reach either.
+    cluster's DOWorld, whose node pool resizes add or remove the cluster's Nodes; or for an ECR scenario a
+    moto server holding its ECR registry and EKS node group. ``server.environment()`` tells a runbook
+    kernel how to reach either.
     """
     if snapshot is not None:
         return start_server(build_store(None, snapshot, writable_snapshot=writable_snapshot), port)
-    cluster = build(scenario or "healthy", extra_pods=extra_pods)
+    cluster = build(scenario or "healthy", extra_pods=extra_pods, extra_nodes=extra_nodes, extra_jobs=extra_jobs)
     if cluster.registry_type == "ecr":
-        aws = start_aws(cluster.world.registries[ECR_HOST])
+        aws = start_aws(cluster.world.registries[ECR_HOST], node_count=len(cluster.nodes))
         try:
-            server = start_server(_scenario_store(cluster), port)
+            server = start_server(_scenario_store(cluster)[0], port)
         except BaseException:
             aws.stop()
             raise
@@ -71,10 +73,12 @@ def start(scenario: str | None = "healthy", snapshot: str | Path | None = None, 
     else:
         digitalocean = start_digitalocean(cluster.digitalocean)
         try:
-            server = start_server(_scenario_store(cluster), port)
+            store, controllers = _scenario_store(cluster)
+            server = start_server(store, port)
         except BaseException:
             digitalocean.stop()
             raise
+        cluster.digitalocean.node_pool_listener = NodePoolController(store, controllers).on_resize
         server.attach_digitalocean(digitalocean, cluster.digitalocean_token, PLATFORM_REGISTRY)
         tokens = tuple(cluster.secret_values)
     server.scenario = scenario or "healthy"

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
+from nasiko_nb.sim import metrics
 from nasiko_nb.sim import patch as patching
 from nasiko_nb.sim import selectors
 from nasiko_nb.sim.store import ApiError, ResourceType, Store, discovery_document, fast_copy
@@ -181,7 +182,9 @@ class KubeApiHandler(BaseHTTPRequestHandler):
         subresource = parts[2] if len(parts) > 2 else None
         if subresource is not None and subresource not in resource.subresources:
             raise _not_found_path()
-        if name is None:
+        if resource.group == metrics.GROUP:
+            self._metrics(method, resource, namespace, name)
+        elif name is None:
             self._collection(method, resource, namespace, body)
         elif subresource == "log":
             if method != "GET":
@@ -357,6 +360,25 @@ class KubeApiHandler(BaseHTTPRequestHandler):
                                f'{resource.kind} "{current["metadata"]["name"]}" is invalid: metadata.{field}: '
                                f"Invalid value: field is immutable")
         patched["apiVersion"], patched["kind"] = current["apiVersion"], current["kind"]
+
+    def _metrics(self, method: str, resource: ResourceType, namespace: str | None, name: str | None) -> None:
+        """metrics-server's read-only API: get and list, no watch, nothing to write."""
+        if method != "GET" or self.query.get("watch", "").lower() in ("1", "true"):
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        if name is None:
+            items = metrics.list_metrics(self.store, resource, namespace, self.query.get("labelSelector", ""),
+                                         self.query.get("fieldSelector", ""))
+        else:
+            items = [metrics.get_metrics(self.store, resource, namespace, name)]
+        if _wants_table(self.headers.get("Accept", "")):
+            document = build_table(resource.api_version, resource.kind, items, "",
+                                   self.query.get("includeObject", "Metadata"))
+        elif name is None:
+            document = {"kind": f"{resource.kind}List", "apiVersion": resource.api_version, "metadata": {},
+                        "items": items}
+        else:
+            document = items[0]
+        self._send(200, _dumps(document))
 
     # -- subresources ------------------------------------------------------------------------------------------
 

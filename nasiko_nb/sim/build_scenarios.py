@@ -402,11 +402,9 @@ _CLUTTER_AGENTS = ("invoice-agent", "ticket-triage-agent", "sql-helper-agent", "
                    "code-review-agent", "expense-agent")
 
 
-def cluster_failed_jobs(cluster: Cluster) -> None:
-    """300 failed build Jobs (two failed pods each): 40 from the last hour with ttlSecondsAfterFinished 3600, 260
-    older without it (rebuilds and hand-made Jobs); 12 completed Jobs older than a day without a TTL;
-    20 ConfigMaps agent-files-<agent>-<ts> whose Jobs are gone."""
-    causes: list[tuple[dict, list[str], dict, str]] = [
+def _failure_causes() -> list[tuple[dict, list[str], dict, str]]:
+    """Why clutter builds failed, in turn: (exit codes, buildkit-client logs, durations, download-agent log)."""
+    return [
         ({"buildkit-client": 1}, _missing_dockerfile_logs(), {"buildkit-client": timedelta(seconds=2)},
          _download_log("agent/Dockerfile", "agent/requirements.txt")),
         ({"buildkit-client": 1}, _network_timeout_logs(), {"buildkit-client": timedelta(seconds=95)}, DOWNLOAD_LOG),
@@ -415,6 +413,13 @@ def cluster_failed_jobs(cluster: Cluster) -> None:
          _download_log("Dockerfile", "requirements.txt", "main.py")),
         ({"download-agent": 22}, [""], {"download-agent": timedelta(seconds=1)}, CURL_404),
     ]
+
+
+def cluster_failed_jobs(cluster: Cluster) -> None:
+    """300 failed build Jobs (two failed pods each): 40 from the last hour with ttlSecondsAfterFinished 3600, 260
+    older without it (rebuilds and hand-made Jobs); 12 completed Jobs older than a day without a TTL;
+    20 ConfigMaps agent-files-<agent>-<ts> whose Jobs are gone."""
+    causes = _failure_causes()
     recent_step = timedelta(minutes=55) / RECENT_FAILED
     old_span = timedelta(days=10) - timedelta(hours=1)
     for index in range(FAILED_JOBS):
@@ -448,6 +453,31 @@ def cluster_failed_jobs(cluster: Cluster) -> None:
                                             "RUN pip install --no-cache-dir -r requirements.txt\nCMD [\"python\", \"main.py\"]\n",
                               "requirements.txt": "fastapi==0.115.0\nuvicorn==0.32.0\n",
                               "main.py": f"# {name}\n"}})
+
+
+EXTRA_JOBS_SINCE = timedelta(hours=2)      # older than the failed builds a scenario itself makes in the last hour
+EXTRA_JOBS_EVERY = timedelta(minutes=4, seconds=7)
+
+
+def add_extra_jobs(cluster: Cluster, count: int) -> None:
+    """``count`` more failed build Jobs in nasiko-agents for scale tests, one failed pod each and no
+    ttlSecondsAfterFinished (nothing reaps them), built every few minutes going back from two hours ago."""
+    if count <= 0:
+        return
+    taken = {job["metadata"]["name"] for job in cluster.of_kind("Job", "nasiko-agents")}
+    causes = _failure_causes()
+    built = cluster.now - EXTRA_JOBS_SINCE
+    made = 0
+    while made < count:
+        agent = Agent(_CLUTTER_AGENTS[made % len(_CLUTTER_AGENTS)], built, built, cluster.agent_registry)
+        built -= EXTRA_JOBS_EVERY
+        if agent.job in taken:
+            continue
+        exit_codes, logs, durations, download = causes[made % len(causes)]
+        job = build_job("nasiko-agents", agent.job, build_job_template(agent), agent.built, backoff_limit=0)
+        _run_prepared_failed_job(cluster, job, agent.built, exit_codes, durations, logs, download)
+        taken.add(agent.job)
+        made += 1
 
 
 def _run_prepared_failed_job(cluster: Cluster, job: dict, built: datetime, exit_codes: dict, durations: dict,

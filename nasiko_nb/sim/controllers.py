@@ -11,12 +11,14 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from nasiko_nb.sim.kubelet import EventSink, Node, RegistryWorld, nc_probe, nc_target, pull_image, run_pod
+from nasiko_nb.sim.digitalocean import NodePoolChange
+from nasiko_nb.sim.kubelet import EventSink, Node, RegistryWorld, iso, nc_probe, nc_target, pull_image, run_pod
 from nasiko_nb.sim.platform import (deployment_status, endpoints_for, new_replicaset, pod_from_template, pod_name,
-                                    replicaset_status, template_hash)
+                                    pool_node, pool_node_object, replicaset_status, selector_matches, template_hash)
 from nasiko_nb.sim.store import ApiError, Store
 
 PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff")
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
 
 def nodes_from_objects(node_objects: list[dict]) -> list[Node]:
@@ -39,6 +41,7 @@ class Controllers:
         self._local = threading.local()
         self._lock = threading.RLock()
         self._next_node = 0
+        self._cordoned: set[str] = set()
 
     def attach(self) -> "Controllers":
         self.store.subscribe(self.on_event)
@@ -62,8 +65,17 @@ class Controllers:
             self._start_unscheduled_pod(obj)
         elif kind == "Secret" and event_type != "DELETED":
             self.retry_failed_pulls(ns)
-        if kind in ("Deployment", "Pod", "Service", "ReplicaSet", "Secret") and ns:
+        if kind in ("Deployment", "Service", "ReplicaSet", "Secret") and ns:
             self.sync_endpoints(ns)
+        elif kind == "Pod" and ns and self._selected_by_a_service(obj):
+            self.sync_endpoints(ns)
+
+    def _selected_by_a_service(self, pod: dict) -> bool:
+        """Whether a pod event can change endpoints: Job pods, selected by no Service, cannot (keeps bulk
+        deletions of Jobs from re-listing the namespace's pods once per pod)."""
+        labels = pod.get("metadata", {}).get("labels") or {}
+        return any(svc["spec"].get("selector") and selector_matches(svc["spec"]["selector"], labels)
+                   for svc in self.store.list("v1", "Service", pod["metadata"]["namespace"]))
 
     # ---- Deployment controller -------------------------------------------------------------------
 
@@ -154,8 +166,25 @@ class Controllers:
         for node in self.nodes:
             if node.name == wanted:
                 return node
-        self._next_node = (self._next_node + 1) % len(self.nodes)
-        return self.nodes[self._next_node]
+        schedulable = [node for node in self.nodes if node.name not in self._cordoned] or self.nodes
+        self._next_node = (self._next_node + 1) % len(schedulable)
+        return schedulable[self._next_node]
+
+    def add_node(self, node: Node) -> None:
+        """A node that joined: new pods may be placed on it."""
+        with self._lock:
+            self.nodes.append(node)
+
+    def cordon_node(self, name: str) -> None:
+        """Place no new pod on ``name``; the pods already there keep running."""
+        with self._lock:
+            self._cordoned.add(name)
+
+    def remove_node(self, name: str) -> None:
+        """A node that left the cluster."""
+        with self._lock:
+            self.nodes[:] = [node for node in self.nodes if node.name != name]
+            self._cordoned.discard(name)
 
     def _secrets(self, namespace: str) -> dict[str, dict]:
         return {s["metadata"]["name"]: s for s in self.store.list("v1", "Secret", namespace)}
@@ -266,3 +295,69 @@ class Controllers:
         except ApiError:
             pass
 
+
+class NodePoolController:
+    """Makes the Nodes follow the DigitalOcean node pool behind them, as DOKS does after a resize.
+
+    Each droplet a resize adds joins at once as a Ready Node of the pool (so a verify step sees it); each one
+    removed leaves, unless pods still run on it: then it stays, cordoned (spec.unschedulable), to be drained.
+    """
+
+    def __init__(self, store: Store, controllers: Controllers):
+        self.store, self.controllers = store, controllers
+        self._next_ordinal = len(controllers.nodes)      # addresses are never reused, like a VPC's DHCP
+        self._lock = threading.Lock()
+
+    def on_resize(self, change: NodePoolChange) -> None:
+        with self._lock:
+            now = self.controllers.clock()
+            for name in change.added:
+                self._join(name, change, now)
+            for name in change.removed:
+                self._leave(name, now)
+
+    def _join(self, name: str, change: NodePoolChange, now: datetime) -> None:
+        node = pool_node(self._next_ordinal, name)
+        obj = pool_node_object(node, self._next_ordinal, now, now, pool=change.pool_name, pool_id=change.pool_id,
+                               size=change.size)
+        self._next_ordinal += 1
+        created = self.store.create(obj)
+        self.controllers.add_node(node)
+        self._events(created, now, ("RegisteredNode", f"Node {name} event: Registered Node {name} in Controller",
+                                    "node-controller"),
+                     ("NodeReady", f"Node {name} status is now: NodeReady", "kubelet"))
+
+    def _leave(self, name: str, now: datetime) -> None:
+        try:
+            obj = self.store.get("v1", "Node", None, name)
+        except ApiError:
+            return
+        running = [pod for pod in self.store.list("v1", "Pod", field_selector=f"spec.nodeName={name}")
+                   if pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
+        if not running:
+            self.store.delete("v1", "Node", None, name)
+            self.controllers.remove_node(name)
+            self._events(obj, now, ("RemovingNode", f"Node {name} event: Removing Node {name} from Controller",
+                                    "node-controller"))
+            return
+        spec = obj.setdefault("spec", {})
+        spec["unschedulable"] = True
+        spec["taints"] = [taint for taint in spec.get("taints", []) if taint.get("key") != UNSCHEDULABLE_TAINT] + [
+            {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule", "timeAdded": iso(now)}]
+        obj["metadata"].pop("resourceVersion", None)
+        self.store.update(obj)
+        self.controllers.cordon_node(name)
+        self._events(obj, now, ("NodeNotSchedulable", f"Node {name} status is now: NodeNotSchedulable", "kubelet"))
+
+    def _events(self, node: dict, now: datetime, *events: tuple[str, str, str]) -> None:
+        sink = EventSink(now)
+        for reason, message, component in events:
+            sink.emit(node, reason, message, first=now, component=component,
+                      host=node["metadata"]["name"] if component == "kubelet" else "")
+        for event in sink.events:
+            event["involvedObject"].pop("resourceVersion", None)
+            try:
+                self.store.create(event)
+            except ApiError as exc:
+                if exc.reason != "AlreadyExists":
+                    raise

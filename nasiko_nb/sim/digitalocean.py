@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import jsonschema
@@ -120,14 +121,47 @@ class DOAccount:
 
 
 @dataclass
+class DONode:
+    """One droplet of a node pool; its name is the Kubernetes Node's name."""
+    name: str
+    created: datetime
+
+
+@dataclass
 class DONodePool:
     id: str
     name: str
     size: str
-    count: int
+    nodes: list[DONode] = field(default_factory=list)
     auto_scale: bool = False
     min_nodes: int = 0
     max_nodes: int = 0
+    nodes_created: int = 0     # ever, so a new droplet never takes the name of one removed earlier
+
+    @property
+    def count(self) -> int:
+        return len(self.nodes)
+
+
+@dataclass(frozen=True)
+class NodePoolChange:
+    """The droplets a resize added to or removed from a pool, as the cluster behind it must see them."""
+    cluster_id: str
+    pool_id: str
+    pool_name: str
+    size: str
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+NodePoolListener = Callable[[NodePoolChange], None]
+_NODE_NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def pool_node_name(pool_name: str, seed: str) -> str:
+    """A DOKS node name, `<pool>-<5 characters>`, stable per seed."""
+    digest = hashlib.sha256(seed.encode()).digest()
+    return f"{pool_name}-" + "".join(_NODE_NAME_ALPHABET[b % len(_NODE_NAME_ALPHABET)] for b in digest[:5])
 
 
 @dataclass
@@ -152,6 +186,9 @@ class DOWorld:
         self.uploads: dict[str, str] = {}          # pending blob upload id -> repository
         self.lock = threading.RLock()
         self._faults: list[int] = []
+        self.node_pool_listener: NodePoolListener | None = None   # the cluster that follows pool resizes
+        self._pool_changes: list[NodePoolChange] = []
+        self._delivery_lock = threading.Lock()
 
     # -- accounts and tokens -------------------------------------------------------------------------
     def add_account(self, email: str, tier: str = "basic") -> DOAccount:
@@ -253,15 +290,62 @@ class DOWorld:
 
     # -- clusters ------------------------------------------------------------------------------------
     def add_cluster(self, email: str, name: str, region: str = "fra1", version: str = "1.34.1-do.0",
-                    node_pools=(("pool-default", "s-2vcpu-4gb", 3),)) -> DOCluster:
+                    node_pools=(("pool-default", "s-2vcpu-4gb", 3),), *, pool_ids: Sequence[str] = (),
+                    node_names: Sequence[Sequence[str]] = (), registries: Sequence[str] = (),
+                    created: datetime | None = None) -> DOCluster:
+        """A cluster with ``node_pools`` as (name, size, count); ``pool_ids`` and ``node_names`` (per pool, in
+        order) match a Kubernetes cluster's Node labels and names, ``registries`` are the integrated ones."""
+        created = created or _now()
         with self.lock:
             self._account(email)
-            pools = [DONodePool(id=str(uuid.uuid4()), name=pool, size=size, count=count)
-                     for pool, size, count in node_pools]
+            pools = []
+            for index, (pool_name, size, count) in enumerate(node_pools):
+                given = list(node_names[index])[:count] if index < len(node_names) else []
+                pool = DONodePool(id=pool_ids[index] if index < len(pool_ids) else str(uuid.uuid4()), name=pool_name,
+                                  size=size, nodes=[DONode(node, created) for node in given], nodes_created=len(given))
+                self._add_nodes(pool, count - pool.count, created)
+                pools.append(pool)
             cluster = DOCluster(id=str(uuid.uuid4()), account=email, name=name, region=region, version=version,
-                                node_pools=pools, created=_now())
+                                node_pools=pools, created=created, registries=list(registries))
             self.clusters[cluster.id] = cluster
             return cluster
+
+    def _add_nodes(self, pool: DONodePool, count: int, created: datetime) -> list[str]:
+        taken = {node.name for node in pool.nodes}
+        added = []
+        while len(added) < count:
+            name = pool_node_name(pool.name, f"{pool.id}/{pool.nodes_created}")
+            pool.nodes_created += 1
+            if name not in taken:
+                taken.add(name)
+                added.append(name)
+                pool.nodes.append(DONode(name, created))
+        return added
+
+    def resize_node_pool(self, cluster: DOCluster, pool: DONodePool, count: int) -> NodePoolChange:
+        """Add droplets to (or remove the newest from) ``pool`` until it has ``count``; the change reaches
+        ``node_pool_listener`` at the next :meth:`deliver_node_pool_changes`."""
+        if count < 0:
+            raise ValueError(f"a node pool cannot have {count} nodes")
+        with self.lock:
+            removed = tuple(node.name for node in pool.nodes[count:])
+            del pool.nodes[count:]
+            added = tuple(self._add_nodes(pool, count - pool.count, _now()))
+            change = NodePoolChange(cluster.id, pool.id, pool.name, pool.size, added, removed)
+            if added or removed:
+                self._pool_changes.append(change)
+            return change
+
+    def deliver_node_pool_changes(self) -> None:
+        """Hand pending resizes to the listener, in order; call it without holding ``lock``, since the
+        listener writes to a Kubernetes store whose own writers may wait for this world's lock."""
+        with self._delivery_lock:
+            with self.lock:
+                changes, self._pool_changes = self._pool_changes, []
+                listener = self.node_pool_listener
+            if listener is not None:
+                for change in changes:
+                    listener(change)
 
 
 def _manifest_body(seed: str, size_bytes: int) -> bytes:
@@ -339,10 +423,11 @@ def _tag_json(registry: str, repository: str, tag: str, manifest: DOManifest) ->
 
 
 def _node_pool_json(cluster: DOCluster, pool: DONodePool) -> dict:
-    nodes = [{"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{pool.id}/{i}")), "name": f"{pool.name}-{i}",
-              "status": {"state": "running"}, "droplet_id": str(400000000 + i),
-              "created_at": _timestamp(cluster.created), "updated_at": _timestamp(cluster.created)}
-             for i in range(pool.count)]
+    nodes = [{"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{pool.id}/{node.name}")), "name": node.name,
+              "status": {"state": "running"},
+              "droplet_id": str(400000000 + int(hashlib.sha256(node.name.encode()).hexdigest()[:7], 16)),
+              "created_at": _timestamp(node.created), "updated_at": _timestamp(node.created)}
+             for node in pool.nodes]
     return {"id": pool.id, "name": pool.name, "size": pool.size, "count": pool.count,
             "tags": ["k8s", f"k8s:{cluster.id}", "k8s:worker"], "labels": None, "taints": [],
             "auto_scale": pool.auto_scale, "min_nodes": pool.min_nodes, "max_nodes": pool.max_nodes, "nodes": nodes}
@@ -632,7 +717,9 @@ class _Api:
                     raise DOError(403, "forbidden", "You do not have access for the attempted action.")
                 params = {key: unquote(value) for key, value in match.groupdict().items()}
                 with self.world.lock:
-                    return handler(token=token, query=query, body=body, path=path, **params)
+                    answer = handler(token=token, query=query, body=body, path=path, **params)
+                self.world.deliver_node_pool_changes()
+                return answer
         raise DOError(404, "not_found", "The resource you were accessing could not be found.")
 
     # -- account and the single registry of /v2/registry ---------------------------------------------------
@@ -781,8 +868,12 @@ class _Api:
         if target is None:
             raise DOError(404, "not_found", "The resource you were accessing could not be found.")
         request = _check_body(body, "kubernetes_node_pool_update")
-        target.name, target.count = request["name"], request["count"]
-        target.auto_scale = request.get("auto_scale", target.auto_scale)
+        auto_scale = request.get("auto_scale", target.auto_scale)
+        if request["count"] < (0 if auto_scale else 1):
+            raise DOError(422, "unprocessable_entity", "count: a node pool without auto-scaling needs at least 1 node")
+        target.name = request["name"]
+        self.world.resize_node_pool(found, target, request["count"])
+        target.auto_scale = auto_scale
         target.min_nodes = request.get("min_nodes", target.min_nodes)
         target.max_nodes = request.get("max_nodes", target.max_nodes)
         return 202, {"node_pool": _node_pool_json(found, target)}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
-from nasiko_nb.sim.digitalocean import DOToken, DOWorld
+from nasiko_nb.sim.digitalocean import DOToken, DOWorld, pool_node_name
 from nasiko_nb.sim.kubelet import (EventSink, Node, NodeFit, Registry, RegistryWorld, digitalocean_access,
                                    docker_credentials, ecr_refusal, iso, parse_cpu, parse_memory, pod_requests, run_pod)
 
@@ -781,56 +781,148 @@ class Agent:
         return f"{self.registry}/{self.name}:v{self.build_ts}"
 
 
-def nodes() -> list[Node]:
-    return [Node("pool-8k3x1m2vd-e7f2a", "10.116.0.2", "10.244.0"),
-            Node("pool-8k3x1m2vd-e7f2q", "10.116.0.3", "10.244.64")]
+# ---- nodes ------------------------------------------------------------------------------------------
+
+DOKS_CLUSTER = "nasiko-cluster"
+DOKS_REGION = "nyc1"
+DOKS_VERSION = "1.34.1-do.0"
+NODE_POOL = "pool-8k3x1m2vd"
+NODE_POOL_ID = stable_uid("pool", NODE_POOL)
+NODE_SIZE = "s-4vcpu-8gb"
+EKS_CLUSTER = "nasiko"
+EKS_NODEGROUP = "nasiko-nodes"
+EKS_NODE_AMI = "ami-0a1b2c3d4e5f60718"
+EKS_INSTANCE_TYPE = "m5.xlarge"
+EKS_ZONE = f"{ECR_REGION}a"
+_BASELINE_POOL_NODES = ("pool-8k3x1m2vd-e7f2a", "pool-8k3x1m2vd-e7f2q")
+
+
+def pod_cidr(ordinal: int) -> str:
+    """The pod CIDR of a cluster's ``ordinal``-th node: a /18 each for the baseline's two, then a /24 each in
+    the rest of 10.244.0.0/16 and beyond it, skipping 10.245.0.0/16 (the Service range)."""
+    if ordinal < len(_BASELINE_POOL_NODES):
+        return f"10.244.{64 * ordinal}.0/18"
+    block = 126 + ordinal
+    second = 244 + block // 256
+    return f"10.{second + (second >= 245)}.{block % 256}.0/24"
+
+
+def pool_node(ordinal: int, name: str) -> Node:
+    """The kubelet side of the DOKS pool's ``ordinal``-th node: its VPC address and where its pod IPs come from."""
+    return Node(name, f"10.116.{ordinal // 250}.{ordinal % 250 + 2}", pod_cidr(ordinal).rsplit(".", 1)[0])
+
+
+def eks_node(ordinal: int) -> Node:
+    """The EKS node group's ``ordinal``-th node, named after its address in the us-east-1a subnet as EC2 names it."""
+    offset = 10 + (ordinal * 7919 + 1234) % 8000          # distinct for 8000 nodes, scattered like DHCP leases
+    address = f"192.168.{32 + offset // 256}.{offset % 256}"
+    return Node(f"ip-{address.replace('.', '-')}.ec2.internal", address, pod_cidr(ordinal).rsplit(".", 1)[0])
+
+
+def nodes(registry_type: str = "digitalocean", extra: int = 0) -> list[Node]:
+    """The cluster's nodes: the DOKS pool's two and ``extra`` more named as DigitalOcean names new pool nodes,
+    or with ``registry_type="ecr"`` an EKS node group's 2 + ``extra``, named as EC2 names instances."""
+    if extra < 0:
+        raise ValueError(f"extra nodes must not be negative (got {extra})")
+    if registry_type == "ecr":
+        return [eks_node(ordinal) for ordinal in range(len(_BASELINE_POOL_NODES) + extra)]
+    names = list(_BASELINE_POOL_NODES)
+    seed = len(names)
+    while len(names) < len(_BASELINE_POOL_NODES) + extra:
+        name = pool_node_name(NODE_POOL, f"{NODE_POOL_ID}/{seed}")
+        seed += 1
+        if name not in names:
+            names.append(name)
+    return [pool_node(ordinal, name) for ordinal, name in enumerate(names)]
+
+
+def _ready_conditions(heartbeat: datetime, since: datetime) -> list[dict]:
+    conditions = [("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                  ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                  ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                  ("Ready", "True", "KubeletReady", "kubelet is posting ready status")]
+    return [{"type": t, "status": s, "reason": r, "message": m, "lastHeartbeatTime": iso(heartbeat),
+             "lastTransitionTime": iso(since)} for t, s, r, m in conditions]
+
+
+def _node_object(node: Node, labels: dict, spec: dict, capacity: dict, allocatable: dict, addresses: list[dict],
+                 node_info: dict, created: datetime, now: datetime) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": meta(node.name, None, created, labels=labels, uid=stable_uid("node", node.name, iso(created)),
+                         annotations={"alpha.kubernetes.io/provided-node-ip": node.internal_ip,
+                                      "node.alpha.kubernetes.io/ttl": "0",
+                                      "volumes.kubernetes.io/controller-managed-attach-detach": "true"}),
+        "spec": spec,
+        "status": {"capacity": capacity, "allocatable": allocatable,
+                   "conditions": _ready_conditions(max(now - timedelta(seconds=40), created),
+                                                   min(created + timedelta(minutes=1), now)),
+                   "addresses": [{"type": "InternalIP", "address": node.internal_ip}, *addresses,
+                                 {"type": "Hostname", "address": node.name}],
+                   "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                   "nodeInfo": {"architecture": "amd64", "bootID": stable_uid("boot", node.name), **node_info,
+                                "kubeProxyVersion": "", "machineID": hashlib.md5(node.name.encode()).hexdigest(),
+                                "operatingSystem": "linux", "systemUUID": stable_uid("system", node.name)}}}
+
+
+def pool_node_object(node: Node, ordinal: int, created: datetime, now: datetime, *, pool: str = NODE_POOL,
+                     pool_id: str = NODE_POOL_ID, size: str = NODE_SIZE) -> dict:
+    """A Ready DOKS Node of ``pool`` (a droplet of ``size``), as the cluster's ``ordinal``-th node."""
+    labels = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/instance-type": size,
+              "beta.kubernetes.io/os": "linux", "doks.digitalocean.com/managed": "true",
+              "doks.digitalocean.com/node-id": stable_uid("node-id", node.name),
+              "doks.digitalocean.com/node-pool": pool, "doks.digitalocean.com/node-pool-id": pool_id,
+              "doks.digitalocean.com/version": DOKS_VERSION, "failure-domain.beta.kubernetes.io/region": DOKS_REGION,
+              "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux",
+              "node.kubernetes.io/instance-type": size, "region": DOKS_REGION,
+              "topology.kubernetes.io/region": DOKS_REGION}
+    cidr = pod_cidr(ordinal)
+    return _node_object(
+        node, labels, {"podCIDR": cidr, "podCIDRs": [cidr], "providerID": f"digitalocean://{512345678 + ordinal}"},
+        {"cpu": "4", "ephemeral-storage": "165089200Ki", "hugepages-1Gi": "0", "hugepages-2Mi": "0",
+         "memory": "8148024Ki", "pods": "110"},
+        {"cpu": "3900m", "ephemeral-storage": "152146206052", "hugepages-1Gi": "0", "hugepages-2Mi": "0",
+         "memory": "6694Mi", "pods": "110"},
+        [{"type": "ExternalIP", "address": f"159.203.{114 + (21 + ordinal) // 250}.{(21 + ordinal) % 250}"}],
+        {"containerRuntimeVersion": "containerd://1.7.24", "kernelVersion": "6.1.0-28-amd64",
+         "kubeletVersion": "v1.34.1", "osImage": "Debian GNU/Linux 12 (bookworm)"},
+        created, now)
+
+
+def eks_node_object(node: Node, created: datetime, now: datetime) -> dict:
+    """A Ready node of the EKS managed node group: an m5.xlarge on Amazon Linux 2023, without a podCIDR as on EKS
+    (its pods still get the emulator's 10.244 addresses, not VPC ones)."""
+    labels = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/instance-type": EKS_INSTANCE_TYPE,
+              "beta.kubernetes.io/os": "linux", "eks.amazonaws.com/capacityType": "ON_DEMAND",
+              "eks.amazonaws.com/nodegroup": EKS_NODEGROUP, "eks.amazonaws.com/nodegroup-image": EKS_NODE_AMI,
+              "failure-domain.beta.kubernetes.io/region": ECR_REGION, "failure-domain.beta.kubernetes.io/zone": EKS_ZONE,
+              "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux",
+              "node.kubernetes.io/instance-type": EKS_INSTANCE_TYPE, "topology.kubernetes.io/region": ECR_REGION,
+              "topology.kubernetes.io/zone": EKS_ZONE}
+    instance = "i-0" + hashlib.sha256(f"ec2 {node.name}".encode()).hexdigest()[:16]
+    return _node_object(
+        node, labels, {"providerID": f"aws:///{EKS_ZONE}/{instance}"},
+        {"cpu": "4", "ephemeral-storage": "20959212Ki", "hugepages-1Gi": "0", "hugepages-2Mi": "0",
+         "memory": "15896988Ki", "pods": "58"},
+        {"cpu": "3920m", "ephemeral-storage": "18242267924", "hugepages-1Gi": "0", "hugepages-2Mi": "0",
+         "memory": "14880156Ki", "pods": "58"},
+        [{"type": "InternalDNS", "address": node.name}],
+        {"containerRuntimeVersion": "containerd://1.7.27", "kernelVersion": "6.1.134-152.225.amzn2023.x86_64",
+         "kubeletVersion": "v1.34.1-eks-113cf36", "osImage": "Amazon Linux 2023.7.20250527"},
+        created, now)
 
 
 def node_objects(cluster: Cluster, created: datetime) -> list[dict]:
-    objs = []
-    for index, node in enumerate(cluster.nodes):
-        labels = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/instance-type": "s-4vcpu-8gb",
-                  "beta.kubernetes.io/os": "linux", "doks.digitalocean.com/managed": "true",
-                  "doks.digitalocean.com/node-id": stable_uid("node-id", node.name),
-                  "doks.digitalocean.com/node-pool": "pool-8k3x1m2vd",
-                  "doks.digitalocean.com/node-pool-id": stable_uid("pool", "pool-8k3x1m2vd"),
-                  "doks.digitalocean.com/version": "1.34.1-do.0", "failure-domain.beta.kubernetes.io/region": "nyc1",
-                  "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux",
-                  "node.kubernetes.io/instance-type": "s-4vcpu-8gb", "region": "nyc1",
-                  "topology.kubernetes.io/region": "nyc1"}
-        conditions = [(t, "False", r, m) for t, r, m in (
-            ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"))]
-        conditions.append(("Ready", "True", "KubeletReady", "kubelet is posting ready status"))
-        cidr_third = node.pod_cidr_prefix.split(".")[2]
-        objs.append({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": meta(node.name, None, created, labels=labels,
-                             annotations={"alpha.kubernetes.io/provided-node-ip": node.internal_ip,
-                                          "node.alpha.kubernetes.io/ttl": "0",
-                                          "volumes.kubernetes.io/controller-managed-attach-detach": "true"}),
-            "spec": {"podCIDR": f"10.244.{cidr_third}.0/18", "podCIDRs": [f"10.244.{cidr_third}.0/18"],
-                     "providerID": f"digitalocean://51234{5678 + index}"},
-            "status": {
-                "capacity": {"cpu": "4", "ephemeral-storage": "165089200Ki", "hugepages-1Gi": "0",
-                             "hugepages-2Mi": "0", "memory": "8148024Ki", "pods": "110"},
-                "allocatable": {"cpu": "3900m", "ephemeral-storage": "152146206052", "hugepages-1Gi": "0",
-                                "hugepages-2Mi": "0", "memory": "6694Mi", "pods": "110"},
-                "conditions": [{"type": t, "status": s, "reason": r, "message": m, "lastHeartbeatTime": iso(cluster.now - timedelta(seconds=40)),
-                                "lastTransitionTime": iso(created + timedelta(minutes=1))} for t, s, r, m in conditions],
-                "addresses": [{"type": "InternalIP", "address": node.internal_ip},
-                              {"type": "ExternalIP", "address": f"159.203.114.{21 + index}"},
-                              {"type": "Hostname", "address": node.name}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-                "nodeInfo": {"architecture": "amd64", "bootID": stable_uid("boot", node.name),
-                             "containerRuntimeVersion": "containerd://1.7.24", "kernelVersion": "6.1.0-28-amd64",
-                             "kubeProxyVersion": "", "kubeletVersion": "v1.34.1",
-                             "machineID": hashlib.md5(node.name.encode()).hexdigest(),
-                             "operatingSystem": "linux", "osImage": "Debian GNU/Linux 12 (bookworm)",
-                             "systemUUID": stable_uid("system", node.name)},
-            }})
-    return objs
+    if cluster.registry_type == "ecr":
+        return [eks_node_object(node, created, cluster.now) for node in cluster.nodes]
+    return [pool_node_object(node, ordinal, created, cluster.now) for ordinal, node in enumerate(cluster.nodes)]
+
+
+def add_doks_cluster(digitalocean: DOWorld, node_names: list[str], created: datetime) -> None:
+    """The owner's DOKS cluster behind the nodes: one pool of their size, integrated with the platform registry."""
+    digitalocean.add_cluster(REGISTRY_USER, DOKS_CLUSTER, DOKS_REGION, DOKS_VERSION,
+                             node_pools=((NODE_POOL, NODE_SIZE, len(node_names)),), pool_ids=(NODE_POOL_ID,),
+                             node_names=(node_names,), registries=(REGISTRY_NAME,), created=created)
 
 
 def _mongo_env() -> dict:
@@ -1042,22 +1134,26 @@ def refresh_endpoints(cluster: Cluster) -> None:
 
 
 def baseline(now: datetime | None = None, *, installed_ago: timedelta = timedelta(days=12, hours=5),
-             token_expiry_s: int = YEAR_S, registry_type: str = "digitalocean") -> Cluster:
-    """The healthy platform: 2 nodes, platform services in nasiko, BuildKit, two agents with their builds.
+             token_expiry_s: int = YEAR_S, registry_type: str = "digitalocean", extra_nodes: int = 0) -> Cluster:
+    """The healthy platform: 2 nodes (plus ``extra_nodes`` of the same pool), platform services in nasiko,
+    BuildKit, two agents with their builds.
 
     The registry Secrets hold a read-write DigitalOcean registry token of the registry's owner, issued at
     install (``token_expiry_s``, 1 year by default); app-secrets' do_token is the owner's API token.
     With ``registry_type="ecr"`` the platform was bootstrapped with `--registry-type ECR`: images live in
     the account's ECR registry, the Secrets hold a 12-hour ECR login issued at install, and the CronJob
-    ecr-credential-refresher in `default` (with its first Job ecr-refresher-init) keeps regcred fresh.
+    ecr-credential-refresher in `default` (with its first Job ecr-refresher-init) keeps regcred fresh; the
+    nodes are then an EKS managed node group's, else the DOKS cluster behind them is in the DigitalOcean world.
     """
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     born = now - max(timedelta(days=41, hours=3), installed_ago + timedelta(days=3))
     installed = now - installed_ago
-    cluster = Cluster(now=now, world=registry_world(digitalocean_world(installed)), nodes=nodes(),
-                      registry_type=registry_type)
+    cluster = Cluster(now=now, world=registry_world(digitalocean_world(installed)),
+                      nodes=nodes(registry_type, extra_nodes), registry_type=registry_type)
     if registry_type == "ecr":
         add_ecr_registry(cluster.world, installed)
+    else:
+        add_doks_cluster(cluster.digitalocean, [node.name for node in cluster.nodes], born)
     cluster.add(*node_objects(cluster, born))
     for ns in NAMESPACES:
         created = born if ns.startswith(("kube-", "default")) else installed

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Callable
 
-from nasiko_nb.sim.build_scenarios import BUILD_BUILDERS, BUILD_SCENARIOS
+from nasiko_nb.sim.build_scenarios import BUILD_BUILDERS, BUILD_SCENARIOS, add_extra_jobs
 from nasiko_nb.sim.kubelet import Registry
 from nasiko_nb.sim.kubelet import docker_credentials
 from nasiko_nb.sim.platform import (DO_REGISTRY, ECR_HOST, ECR_PASSWORD, REFRESHER, REGISTRY_NAME, REGISTRY_REGION,
@@ -312,13 +312,17 @@ _BASELINE_OPTIONS: dict[str, dict] = {
 }
 
 
-def build(name: str = "healthy", *, now: datetime | None = None, extra_pods: int = 0) -> Cluster:
-    """The cluster state of scenario ``name`` (objects, logs, registries) with ``extra_pods`` healthy pods added."""
+def build(name: str = "healthy", *, now: datetime | None = None, extra_pods: int = 0, extra_nodes: int = 0,
+          extra_jobs: int = 0) -> Cluster:
+    """The cluster state of scenario ``name`` (objects, logs, registries), scaled for load tests by
+    ``extra_nodes`` more nodes of the pool (there before the scenario breaks anything, so it sees them all),
+    then ``extra_pods`` healthy pods and ``extra_jobs`` failed build Jobs spread over every node."""
     if name not in _BUILDERS:
         raise UnknownScenario(name)
-    cluster = baseline(now, **_BASELINE_OPTIONS.get(name, {}))
+    cluster = baseline(now, **_BASELINE_OPTIONS.get(name, {}), extra_nodes=extra_nodes)
     _BUILDERS[name](cluster)
     refresh_endpoints(cluster)
     add_extra_pods(cluster, extra_pods)
+    add_extra_jobs(cluster, extra_jobs)
     return cluster
 

@@ -167,6 +167,17 @@ _WRITE_MODES = ("all", "main", "status")
 Listener = Callable[[str, dict], None]
 
 
+def selector_matcher(resource: ResourceType, label_selector: str = "", field_selector: str = ""):
+    """A predicate for the objects both selectors select; a malformed selector is a 400, as the API answers."""
+    try:
+        label_match = selectors.parse_label_selector(label_selector)
+        field_match = selectors.parse_field_selector(field_selector, resource.api_version, resource.kind,
+                                                     resource.selector_label)
+    except selectors.SelectorError as error:
+        raise ApiError(400, "BadRequest", str(error)) from None
+    return lambda obj: label_match(obj) and field_match(obj)
+
+
 class Store:
     """Thread-safe in-memory object store for every kind the emulator serves.
 
@@ -355,12 +366,7 @@ class Store:
     def select(self, resource: ResourceType, namespace: str | None = None, label_selector: str = "",
                field_selector: str = "") -> list[dict]:
         """Matching stored objects in (namespace, name) order, NOT copied: call with self.lock held."""
-        try:
-            label_match = selectors.parse_label_selector(label_selector)
-            field_match = selectors.parse_field_selector(field_selector, resource.api_version, resource.kind,
-                                                         resource.selector_label)
-        except selectors.SelectorError as error:
-            raise ApiError(400, "BadRequest", str(error)) from None
+        matches_selectors = selector_matcher(resource, label_selector, field_selector)
         by_namespace = self._objects.get((resource.api_version, resource.kind), {})
         if resource.namespaced and namespace:
             namespaces = [namespace]
@@ -371,7 +377,7 @@ class Store:
             bucket = by_namespace.get(namespace_key, {})
             for name in sorted(bucket):
                 obj = bucket[name]
-                if label_match(obj) and field_match(obj):
+                if matches_selectors(obj):
                     matches.append(obj)
         return matches
 

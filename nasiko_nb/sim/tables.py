@@ -339,6 +339,20 @@ def _generic_cells(obj: dict, now: datetime) -> list:
     return [obj["metadata"].get("name", ""), _age(obj, now)]
 
 
+def _quantity_sum(quantities: list[str], unit: str) -> str:
+    return f"{sum(int(q[:-len(unit)]) for q in quantities if q.endswith(unit))}{unit}"
+
+
+def _metrics_cells(obj: dict, now: datetime) -> list:
+    """metrics-server's row: the usage (summed over a pod's containers) and the sampling window."""
+    usages = [obj["usage"]] if "usage" in obj else [c.get("usage") or {} for c in obj.get("containers") or []]
+    return [obj["metadata"]["name"], _quantity_sum([u.get("cpu", "0n") for u in usages], "n"),
+            _quantity_sum([u.get("memory", "0Ki") for u in usages], "Ki"), obj.get("window", "")]
+
+
+_METRICS_COLUMNS = [_column("Name", "Name of the resource", format_="name"), _column("cpu", format_="quantity"),
+                    _column("memory", format_="quantity"), _column("Window", format_="duration")]
+
 _TEMPLATE_COLUMNS = [_column("Containers", "Names of each container in the template.", 1),
                      _column("Images", "Images referenced by each container in the template.", 1),
                      _column("Selector", "Label selector of the objects this resource selects.", 1)]
@@ -389,6 +403,8 @@ _PRINTERS = {
     ("v1", "ConfigMap"): ([_NAME, _column("Data", "The number of data items in the config map", type_="integer"),
                            _AGE], _configmap_cells),
     ("v1", "Namespace"): ([_NAME, _column("Status", "The status of the namespace"), _AGE], _namespace_cells),
+    ("metrics.k8s.io/v1beta1", "NodeMetrics"): (_METRICS_COLUMNS, _metrics_cells),
+    ("metrics.k8s.io/v1beta1", "PodMetrics"): (_METRICS_COLUMNS, _metrics_cells),
 }
 
 

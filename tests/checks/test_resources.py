@@ -15,7 +15,7 @@ CASES = fixture_cases("resources")
 def test_every_resources_code_has_a_fixture():
     expected = {code for param in CASES for code in param.values[2]["expect"]}
     assert expected == {"resources/evicted-pods", "resources/failed-jobs", "resources/finished-jobs-without-ttl",
-                        "resources/node-pressure", "resources/orphaned-configmaps"}
+                        "resources/node-pressure", "resources/orphaned-configmaps", "resources/capacity-low"}
 
 
 @pytest.mark.parametrize("path,index,case", CASES)
