@@ -63,6 +63,16 @@ class Run:
             self.require_namespace(snap, name)
         return names
 
+    def require_deployment(self, snap: Snapshot, namespace: str, name: str) -> dict:
+        """The Deployment, or one sentence naming the Deployments that do exist there."""
+        self.require_namespace(snap, namespace)
+        found = snap.get("Deployment", namespace, name)
+        if found is None:
+            known = sorted(d["metadata"]["name"] for d in snap.deployments if d["metadata"].get("namespace") == namespace)
+            raise RunbookInputError(f"deployment {name!r} not found in namespace {namespace!r}; "
+                                    f"it has: {', '.join(known) or 'none'}")
+        return found
+
     def require_agent(self, snap: Snapshot, agent: str) -> None:
         known = snap.agents()
         if agent and agent not in known:

@@ -50,6 +50,26 @@ def filterable(frame: pd.DataFrame, column: str, empty: str = "nothing found") -
     display(widgets.VBox([picker, out]))
 
 
+def describe_picker(snap, chosen: str, describe: Callable[..., str]) -> None:
+    """``describe`` of the ``chosen`` pod ("namespace/name"), and a picker of every pod in the snapshot to
+    describe another one (interactive)."""
+    pods = sorted(f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in snap.pods)
+    if chosen not in pods:
+        display(Markdown(f"_pod {chosen!r} is not in the snapshot_" if chosen else "_no pods_"))
+        return
+    picker = widgets.Dropdown(options=pods, value=chosen, description="pod")
+    out = widgets.Output()
+
+    def show(change=None):
+        out.clear_output()
+        with out:
+            print(describe(snap, *picker.value.split("/", 1)))
+
+    picker.observe(show, names="value")
+    print(describe(snap, *chosen.split("/", 1)))
+    display(widgets.VBox([picker, out]))
+
+
 class ProgressBar:
     """A bar and a counter for a fix or a wait, shown at its first report.
 

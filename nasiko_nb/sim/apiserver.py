@@ -301,7 +301,7 @@ class KubeApiHandler(BaseHTTPRequestHandler):
                 raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the "
                                                   "namespace sent on the request")
             metadata["namespace"] = namespace
-        return obj
+        return patching.without_nulls(obj)
 
     def _dry_run(self) -> bool:
         return self.query.get("dryRun") == "All"
@@ -341,10 +341,12 @@ class KubeApiHandler(BaseHTTPRequestHandler):
         document = self._json_body(body)
         try:
             if content_type == "application/merge-patch+json":
-                return patching.merge_patch(current, document)
-            if content_type == "application/json-patch+json":
-                return patching.json_patch(current, document)
-            return patching.strategic_merge_patch(current, document, resource.api_version, resource.kind)
+                patched = patching.merge_patch(current, document)
+            elif content_type == "application/json-patch+json":
+                patched = patching.json_patch(current, document)
+            else:
+                patched = patching.strategic_merge_patch(current, document, resource.api_version, resource.kind)
+            return patching.without_nulls(patched)
         except patching.PatchError as error:
             reason = "Invalid" if error.status == 422 else "BadRequest"
             raise ApiError(error.status, reason, str(error)) from None

@@ -98,6 +98,8 @@ class Controllers:
             current = self.store.create(current)
             self._event(deploy, "ScalingReplicaSet", f"Scaled up replica set {current_name} from 0 to "
                         f"{deploy['spec']['replicas']}", "deployment-controller")
+        else:
+            current = self._promote(current, max(revisions, default=0))
         desired = deploy["spec"].get("replicas", 1)
         for old in owned:
             if old["metadata"]["name"] != current_name:
@@ -114,6 +116,19 @@ class Controllers:
             deploy["status"] = status
             deploy["metadata"].pop("resourceVersion", None)
             self.store.update(deploy)
+
+    def _promote(self, rs: dict, newest: int) -> dict:
+        """A template that returns to an older ReplicaSet's (rollout undo) makes it the newest revision again,
+        the old number kept in revision-history, as the Deployment controller does."""
+        annotations = rs["metadata"].setdefault("annotations", {})
+        revision = int(annotations.get("deployment.kubernetes.io/revision", "0"))
+        if revision >= newest:
+            return rs
+        history = [h for h in annotations.get("deployment.kubernetes.io/revision-history", "").split(",") if h]
+        annotations["deployment.kubernetes.io/revision-history"] = ",".join([*history, str(revision)])
+        annotations["deployment.kubernetes.io/revision"] = str(newest + 1)
+        rs["metadata"].pop("resourceVersion", None)
+        return self.store.update(rs)
 
     def _pods_of(self, rs: dict) -> list[dict]:
         uid = rs["metadata"]["uid"]

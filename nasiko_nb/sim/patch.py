@@ -245,3 +245,13 @@ def strategic_merge_patch(target: dict, patch, api_version: str, kind: str) -> d
         raise PatchError("strategic merge patch must be a JSON object", 400)
     merged = _merge_map(copy.deepcopy(target), patch, definition_for(api_version, kind))
     return merged if merged is not None else {}
+
+
+def without_nulls(value):
+    """``value`` with every null map entry dropped, as decoding into typed API objects does: kubectl sends
+    ``"creationTimestamp": null`` in templates, and a real API server never stores it."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
