@@ -286,6 +286,19 @@ _entry("routing/skipped-name", "critical", "Agent name skipped by the service re
        "Service {service} is never routed: its name contains '{word}', which the registry skips.",
        _ROUTE, "step-2-verify-kong-routes",
        "Rename the agent so its name contains none of postgres, redis, mongodb, mysql, kafka, etcd, headless.")
+_entry("routing/stale-deployments", "warning", "Several deployments of one agent",
+       "Agent {agent} has {count} Deployments; the newest is {newest}.",
+       _ROUTE, "step-2-clean-up-old-agent-deployment",
+       "Delete the old agent Deployment and Service (and the agent's MongoDB records), then re-upload the agent.")
+_entry("routing/agent-not-deployed", "critical", "No Service for the agent",
+       "Agent {agent} has no Service in {namespace}: nothing can be routed to it.",
+       _ROUTE, "step-1-check-agent-deployment-status",
+       "Check the build and deploy of the agent (`kubectl get jobs,deployments,services -n nasiko-agents`).")
+_entry("routing/kong-unreachable", "warning", "Kong admin API unreachable",
+       "The Kong admin API at {url} cannot be read: {detail}.",
+       _ROUTE, "step-2-verify-kong-routes",
+       "Reach it from inside the cluster (http://kong-gateway.nasiko:8001) or through "
+       "`kubectl port-forward -n nasiko svc/kong-gateway 8001:8001`.")
 
 # --- resources/* : cluster capacity and leftovers ---------------------------------------------------------
 _entry("resources/evicted-pods", "warning", "Evicted pods",

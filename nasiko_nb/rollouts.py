@@ -127,30 +127,31 @@ def fresh_revisions(cluster: Cluster, namespace: str, name: str) -> pd.DataFrame
     return revisions_frame(snap, deployment)
 
 
-def _executor(namespace: str, name: str, timeout_s: float):
-    """Send the plan's one change, then watch the rollout; a rollout that does not finish fails the fix."""
+def _executor(namespace: str, names: list[str], timeout_s: float):
+    """Send the plan's changes, then watch each Deployment's rollout; one that does not finish fails the fix."""
     def execute(cluster: Cluster, plan: Plan, progress: fixes.Progress) -> fixes.Outcome:
-        [change] = plan.changes
-        try:
-            response = fixes.send(cluster, change)
-        except ApiException as exc:
-            failure = ApiFailure.from_exception(exc)
-            raise fixes.FixFailed(f"{change.verb} {change.resource} was refused: {failure.status} {failure.reason}: "
-                                  f"{failure.message}; nothing was changed") from None
-        entry = fixes.record(plan, change, response)
-        state = wait_for_rollout(cluster, namespace, name, timeout_s, progress)
-        if not state.done:
-            raise fixes.FixFailed(f"{change.resource}: the change was applied (revision "
-                                  f"{_revision(response) or '?'}) but {state.message}; see its pods, or roll back")
-        return fixes.Outcome(plan, True, f"{change.description}: {state.message}", [entry])
+        entries = fixes.send_in_order(cluster, plan)
+        messages = []
+        for name in names:
+            state = wait_for_rollout(cluster, namespace, name, timeout_s, progress)
+            if not state.done:
+                raise fixes.FixFailed(f"Deployment {namespace}/{name}: the change was applied but {state.message}; "
+                                      f"see its pods, or roll back")
+            messages.append(state.message)
+        return fixes.Outcome(plan, True, "; ".join(messages), entries)
     return execute
 
 
 def plan_rollout_restart(namespace: str, name: str, timeout_s: float) -> Plan:
     """``kubectl rollout restart`` + ``rollout status --timeout``."""
-    return Plan(fix="rollout-restart", target=name, changes=[restart_change(namespace, name)],
-                notes=[f"then wait up to {timeout_s:g} s for the new pods to be available"],
-                executor=_executor(namespace, name, timeout_s))
+    return plan_restarts(namespace, [name], timeout_s, target=name)
+
+
+def plan_restarts(namespace: str, names: list[str], timeout_s: float, target: str) -> Plan:
+    """Restart several Deployments together, then wait for each rollout (the guide restarts in pairs)."""
+    return Plan(fix="rollout-restart", target=target, changes=[restart_change(namespace, name) for name in names],
+                notes=[f"then wait up to {timeout_s:g} s for the new pods of each to be available"],
+                executor=_executor(namespace, names, timeout_s))
 
 
 def plan_undo(snap: Snapshot, deployment: dict, to_revision: int, timeout_s: float) -> Plan:
@@ -188,7 +189,7 @@ def plan_undo(snap: Snapshot, deployment: dict, to_revision: int, timeout_s: flo
     return Plan(fix="rollout-undo", target=target, changes=[change],
                 notes=[f"the same JSON patch as kubectl rollout undo --to-revision={_revision(chosen)}; then wait up "
                        f"to {timeout_s:g} s for the rollout"],
-                executor=_executor(namespace, name, timeout_s))
+                executor=_executor(namespace, [name], timeout_s))
 
 
 def _template_of(replicaset: dict) -> dict:

@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import pandas as pd
+
 from nasiko_nb import fixes
 from nasiko_nb.cluster import Cluster, ClusterError, connect
 from nasiko_nb.findings import Finding, Report
@@ -135,6 +137,9 @@ def begin(runbook: str, *, kubeconfig: str = "", context: str = "", timeout_s: f
         if any(word in name.lower() for word in SECRET_PARAMETER_WORDS):
             raise RunbookInputError(f"parameter {name!r} looks like a secret: pass it through the environment or a file")
     fixes.JOURNAL.clear()
+    # evidence, plans and verify answers are sentences: show them whole in tables, not cut at 50 characters
+    pd.set_option("display.max_colwidth", 400)
+    pd.set_option("display.width", 250)
     try:
         cluster = connect(kubeconfig or None, context or None, timeout_s=timeout_s)
     except ClusterError as exc:

@@ -119,6 +119,30 @@ def fix_panels(run: Run, plans: list[fixes.Plan], *, dry_run: bool, confirm: str
                   verify=(lambda target=plan.target: verify(target)) if verify else None)
 
 
+def confirmed_targets(confirm: str) -> list[str]:
+    """``confirm`` may name several targets, comma-separated, to apply steps of a fix chain in one run."""
+    return [target.strip() for target in confirm.split(",") if target.strip()]
+
+
+def check_chain(plans: list[fixes.Plan], *, dry_run: bool, confirm: str) -> None:
+    """Before any step is shown: every target ``confirm`` names must be one of the chain's plans."""
+    targets = {plan.target for plan in plans}
+    unknown = [target for target in confirmed_targets(confirm) if target not in targets]
+    if not dry_run and (unknown or not confirm):
+        raise fixes.ConfirmationError(
+            f"confirm={confirm!r} names {', '.join(repr(t) for t in unknown) or 'no target'}, not one of this "
+            f"runbook's fixes ({', '.join(sorted(targets)) or 'none'}); nothing was changed")
+
+
+def chain_step(run: Run, plans: list[fixes.Plan], *, dry_run: bool, confirm: str, empty: str = "nothing to do") -> None:
+    """One step of a fix chain checked with :func:`check_chain`: each plan is applied when ``confirm`` names it."""
+    if not plans:
+        display(Markdown(f"_{empty}_"))
+    chosen = confirmed_targets(confirm)
+    for plan in plans:
+        fix_panel(run, plan, dry_run=dry_run or plan.target not in chosen, confirm=plan.target)
+
+
 def fix_panel(run: Run, plan: fixes.Plan, *, dry_run: bool, confirm: str,
               verify: Callable[[], object] | None = None) -> fixes.Outcome:
     """Show the plan, apply it if the parameters say so, and offer a confirm button for interactive use.

@@ -11,6 +11,9 @@ from tests.secrets_check import leaked_in
 
 EXPECTED_05 = {
     "healthy": set(),
+    **{scenario: set() for scenario in ("agent-chat-healthy", "agent-chat-route-by-deployment-name",
+                                        "agent-chat-missing-label", "agent-chat-no-route", "agent-chat-no-endpoints",
+                                        "agent-chat-skipped-name", "agent-chat-stale-deployments")},
     "image-pull-missing-secret": {"image-pull/missing-pull-secret"},
     "image-pull-pull-secret-not-found": {"image-pull/pull-secret-not-found"},
     "image-pull-tag-not-found": {"image-pull/tag-not-found"},

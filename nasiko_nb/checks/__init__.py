@@ -22,6 +22,7 @@ DETECTOR_MODULES = (
     "nasiko_nb.checks.build",
     "nasiko_nb.checks.scheduling",
     "nasiko_nb.checks.resources",
+    "nasiko_nb.checks.routing",
 )
 
 

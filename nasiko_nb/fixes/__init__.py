@@ -106,18 +106,25 @@ def apply_plan(cluster: Cluster, plan: Plan, *, dry_run: bool, confirm: str, pro
         raise FixFailed(f"fix {plan.fix} on {plan.target} cannot be applied: {plan.blocked}; nothing was changed")
     if plan.executor is not None:   # fixes whose writes need more than one request each (e.g. all-or-nothing)
         return plan.executor(cluster, plan, progress)
+    results = send_in_order(cluster, plan, progress)
+    return Outcome(plan, True, f"applied {len(results)} change(s) to {plan.target}", results)
+
+
+def send_in_order(cluster: Cluster, plan: Plan, progress: Progress = no_progress) -> list[dict]:
+    """Send every change of the plan in order, journaling each; a refusal stops with what was and was not applied."""
     results = []
     for change in plan.changes:
         try:
             response = send(cluster, change)
         except ApiException as exc:
             failure = ApiFailure.from_exception(exc)
-            done = f" ({len(results)} of {len(plan.changes)} changes were applied before it)" if results else ""
+            done = (f"; applied before it: {', '.join(r['resource'] for r in results)}; not applied: the rest"
+                    if results else "; nothing was changed")
             raise FixFailed(f"{change.verb} {change.resource} was refused: {failure.status} {failure.reason}: "
                             f"{failure.message}{done}") from None
         results.append(record(plan, change, response))
         progress(sum(c.objects for c in plan.changes[:len(results)]), plan.objects)
-    return Outcome(plan, True, f"applied {len(results)} change(s) to {plan.target}", results)
+    return results
 
 
 def require_confirmation(plan: Plan, confirm: str) -> None:

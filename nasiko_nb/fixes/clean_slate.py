@@ -15,7 +15,7 @@ from kubernetes.client.rest import ApiException
 
 from nasiko_nb import fixes
 from nasiko_nb.checks.build import job_status, name_of, namespace_of
-from nasiko_nb.cluster import ApiFailure, Cluster
+from nasiko_nb.cluster import Cluster
 from nasiko_nb.fixes import Change, Plan
 from nasiko_nb.fixes.cleanup import BACKGROUND
 from nasiko_nb.fixes.workloads import restart_change
@@ -68,16 +68,7 @@ def plan_clean_slate(snap: Snapshot, agents_namespace: str, platform_namespace: 
 
 def _execute(cluster: Cluster, plan: Plan, progress: fixes.Progress, namespace: str, platform: list[str],
              timeout_s: float) -> fixes.Outcome:
-    entries = []
-    for change in plan.changes:
-        try:
-            response = fixes.send(cluster, change)
-        except ApiException as exc:
-            failure = ApiFailure.from_exception(exc)
-            done = ", ".join(e["resource"] for e in entries) or "nothing"
-            raise fixes.FixFailed(f"{change.verb} {change.resource} was refused: {failure.status} {failure.reason}; "
-                                  f"done before it: {done}; not done: the rest of the plan") from None
-        entries.append(fixes.record(plan, change, response))
+    entries = fixes.send_in_order(cluster, plan)
     waiting = _wait_available(cluster, namespace, platform, timeout_s, progress)
     if waiting:
         raise fixes.FixFailed(f"the reset was applied ({len(entries)} change(s)) but after {timeout_s:g} s these "

@@ -42,6 +42,7 @@ class Controllers:
         self._lock = threading.RLock()
         self._next_node = 0
         self._cordoned: set[str] = set()
+        self.pod_listeners: list[Callable[[dict], None]] = []   # told of each pod the kubelet has started
 
     def attach(self) -> "Controllers":
         self.store.subscribe(self.on_event)
@@ -172,7 +173,12 @@ class Controllers:
         for event in events:
             event["involvedObject"].pop("resourceVersion", None)
             self._create_quietly(event)
+        self._started(stored)
         return stored
+
+    def _started(self, pod: dict) -> None:
+        for listener in self.pod_listeners:
+            listener(pod)
 
     # ---- kubelet ---------------------------------------------------------------------------------
 
@@ -252,7 +258,7 @@ class Controllers:
             owner_uid = pod["metadata"]["uid"]
             pod, events = self._run(pod, self.clock())
             pod["metadata"].pop("resourceVersion", None)
-            self.store.update(pod)
+            self._started(self.store.update(pod))
             for event in events:
                 if event["reason"] != "Scheduled" and event["involvedObject"]["uid"] == owner_uid:
                     self._create_quietly(event)

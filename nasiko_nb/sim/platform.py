@@ -19,8 +19,10 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 from nasiko_nb.sim.digitalocean import DOToken, DOWorld, pool_node_name
+from nasiko_nb.sim.kong import KongWorld
 from nasiko_nb.sim.kubelet import (EventSink, Node, NodeFit, Registry, RegistryWorld, digitalocean_access,
                                    docker_credentials, ecr_refusal, iso, parse_cpu, parse_memory, pod_requests, run_pod)
+from nasiko_nb.sim.service_registry import start_cluster_registry
 
 DO_REGISTRY = "registry.digitalocean.com"
 REGISTRY_NAME = "nasiko-images"
@@ -170,6 +172,8 @@ class Cluster:
     digitalocean_token: str = ""          # the registry owner's API token (DIGITALOCEAN_TOKEN)
     registry_type: str = "digitalocean"   # "digitalocean" or "ecr" (bootstrap's --registry-type)
     secret_values: list[str] = field(default_factory=list)   # the tokens this build issued
+    kong: KongWorld = field(default_factory=KongWorld)        # the gateway's database (services, routes, plugins)
+    registry_syncs: bool = True           # whether the service registry's loop syncs Kong when the build ends
     _cluster_ips: int = 20
     _secrets_by_ns: dict | None = None
 
@@ -978,16 +982,13 @@ def platform_deployments(registry_type: str = "digitalocean"
     ]
 
 
-def _platform_log(name: str, container_name: str, started: datetime, agents: list[Agent]) -> str:
+def platform_log(name: str, container_name: str, started: datetime) -> str:
+    """What a platform container prints at start (the service registry's log comes from its runs instead,
+    see :mod:`nasiko_nb.sim.service_registry`)."""
     stamp = started.strftime("%Y-%m-%d %H:%M:%S")
     if container_name == "kong":
         return (f"{started.strftime('%Y/%m/%d %H:%M:%S')} [notice] 1#0: using the \"epoll\" event method\n"
                 f"{started.strftime('%Y/%m/%d %H:%M:%S')} [notice] 1#0: start worker processes\n")
-    if name == "k8s-service-registry":
-        lines = [f"{stamp} INFO Starting Kubernetes service registry (namespace nasiko-agents)"]
-        lines += [f"{a.deployed.strftime('%Y-%m-%d %H:%M:%S')} INFO Discovered agent service: {a.deployment} at "
-                  f"{a.deployment}.nasiko-agents.svc.cluster.local:80 (route: /agents/{a.deployment})" for a in agents]
-        return "\n".join(lines) + "\n"
     if name == "nasiko-k8s-build-worker":
         return f"{stamp} INFO Build worker started; BuildKit at {BUILDKIT_ADDRESS}\n"
     return ("INFO:     Started server process [1]\nINFO:     Waiting for application startup.\n"
@@ -1303,10 +1304,13 @@ def baseline(now: datetime | None = None, *, installed_ago: timedelta = timedelt
         if container_name == "helm":
             return f"Release \"{pod['metadata']['name'].rsplit('-install', 1)[0]}\" has been upgraded. Happy Helming!\n"
         if app:
-            return _platform_log(app, container_name, started, agents)
+            return platform_log(app, container_name, started)
         return f"{started.isoformat()}Z {container_name} started\n"
 
     add_logs_for_running_pods(cluster, log_text)
+    cluster.kong.hostname = next(p["metadata"]["name"] for p in cluster.of_kind("Pod", "nasiko")
+                                 if p["metadata"]["labels"].get("app") == "kong-gateway")
+    start_cluster_registry(cluster)
     refresh_endpoints(cluster)
     return cluster
 

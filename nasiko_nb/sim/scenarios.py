@@ -11,12 +11,14 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from nasiko_nb.sim.build_scenarios import BUILD_BUILDERS, BUILD_SCENARIOS, add_extra_jobs
+from nasiko_nb.sim.chat_scenarios import CHAT_BUILDERS, CHAT_SCENARIOS
 from nasiko_nb.sim.kubelet import Registry
 from nasiko_nb.sim.kubelet import docker_credentials
 from nasiko_nb.sim.platform import (DO_REGISTRY, ECR_HOST, ECR_PASSWORD, REFRESHER, REGISTRY_NAME, REGISTRY_REGION,
                                     REGISTRY_USER, REVOKED_DO_TOKEN, Agent, Cluster, add_agent, add_extra_pods,
                                     agent_deployment, baseline, build_job, build_job_template, dockerconfigjson,
                                     refresh_endpoints, restart_deployment, run_build, run_ecr_refresher, start_job)
+from nasiko_nb.sim.service_registry import sync_cluster_registry
 
 BROKEN_AGENT = "weather-agent"
 NEW_AGENT = "summarizer-agent"            # uploaded after the registry credentials broke
@@ -26,6 +28,7 @@ ACTUAL_REGISTRY = "my-registry"
 DO_DEFAULT_EXPIRY_S = 30 * 24 * 3600      # docker-credentials' default expiry
 CREDENTIALS_CHANGED_AGO = timedelta(minutes=18)   # after the baseline agents were built and deployed
 EXPIRED_AGO = timedelta(minutes=22)
+REGISTRY_LAST_SYNC = timedelta(seconds=12)    # the registry's loop last ran this long before the scenario's now
 
 SCENARIOS: dict[str, str] = {
     "healthy": "The platform and two agents running; every build Job complete.",
@@ -62,6 +65,7 @@ SCENARIOS: dict[str, str] = {
     "ecr-repository-missing": "A new agent's build pushes to <registry>/<agent> but bootstrap created only "
                               "nasiko-images: ECR answers 'name unknown'.",
     **BUILD_SCENARIOS,
+    **CHAT_SCENARIOS,
 }
 
 
@@ -297,6 +301,7 @@ _BUILDERS: dict[str, Callable[[Cluster], None]] = {
     "ecr-refresher-failing": ecr_refresher_failing,
     "ecr-repository-missing": ecr_repository_missing,
     **BUILD_BUILDERS,
+    **CHAT_BUILDERS,
 }
 
 # Scenarios whose history starts differently: installed (and its registry token issued, 30-day default
@@ -321,6 +326,8 @@ def build(name: str = "healthy", *, now: datetime | None = None, extra_pods: int
         raise UnknownScenario(name)
     cluster = baseline(now, **_BASELINE_OPTIONS.get(name, {}), extra_nodes=extra_nodes)
     _BUILDERS[name](cluster)
+    if cluster.registry_syncs:
+        sync_cluster_registry(cluster, cluster.now - REGISTRY_LAST_SYNC)
     refresh_endpoints(cluster)
     add_extra_pods(cluster, extra_pods)
     add_extra_jobs(cluster, extra_jobs)

@@ -16,6 +16,7 @@ from nasiko_nb.sim.store import Store
 
 if TYPE_CHECKING:
     from nasiko_nb.sim.aws import AwsServer
+    from nasiko_nb.sim.kong import KongServer
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,13 @@ class _EmulatorHTTPServer(ThreadingHTTPServer):
 class SimServer:
     """A started emulator; use as a context manager or call stop().
 
-    A scenario's server also serves the fake DigitalOcean behind the cluster (``digitalocean``), stopped with it.
+    A scenario's server also serves the fake DigitalOcean behind the cluster (``digitalocean``) or its AWS
+    (``aws``), and the platform's Kong gateway (``kong``: Admin API and proxy), all stopped with it.
     """
 
     digitalocean: DigitalOceanServer | None = None
     aws: "AwsServer | None" = None       # an ECR scenario's moto server
+    kong: "KongServer | None" = None     # a scenario's Kong (Admin API and proxy)
     scenario: str | None = None          # the scenario served (None: a snapshot or a bare store)
 
     def __init__(self, store: Store, port: int = 0):
@@ -86,6 +89,10 @@ class SimServer:
         """Serve ``aws`` (an ECR scenario's moto server) with this cluster; stopped with it."""
         self.aws = aws
 
+    def attach_kong(self, kong: "KongServer") -> None:
+        """Serve ``kong`` (the scenario's gateway) with this cluster; stopped with it."""
+        self.kong = kong
+
     def plant_secrets(self, values) -> None:
         """Record the passwords and tokens this server's Secrets hold (for leak checks)."""
         self._secret_values = tuple(values)
@@ -94,15 +101,19 @@ class SimServer:
         return self._secret_values
 
     def environment(self) -> dict[str, str]:
-        """The variables a runbook kernel needs to reach this cluster's DigitalOcean or AWS (empty without one)."""
+        """The variables a runbook kernel needs to reach this cluster's DigitalOcean or AWS and its Kong
+        (NASIKO_KONG_ADMIN_URL, NASIKO_GATEWAY_URL); empty without any."""
+        env: dict[str, str] = {}
         if self.aws is not None:
-            return self.aws.environment()
-        if self.digitalocean is None:
-            return {}
-        return {"DIGITALOCEAN_TOKEN": self._digitalocean_token, "NASIKO_DO_API_URL": self.digitalocean.api_url,
-                "NASIKO_CA_BUNDLE": str(self.digitalocean.ca_file),
-                "NASIKO_REGISTRY_ENDPOINTS": f"{REGISTRY_HOST}={self.digitalocean.registry_url}",
-                "NASIKO_PLATFORM_REGISTRY": self._registry}
+            env.update(self.aws.environment())
+        elif self.digitalocean is not None:
+            env.update({"DIGITALOCEAN_TOKEN": self._digitalocean_token, "NASIKO_DO_API_URL": self.digitalocean.api_url,
+                        "NASIKO_CA_BUNDLE": str(self.digitalocean.ca_file),
+                        "NASIKO_REGISTRY_ENDPOINTS": f"{REGISTRY_HOST}={self.digitalocean.registry_url}",
+                        "NASIKO_PLATFORM_REGISTRY": self._registry})
+        if self.kong is not None:
+            env.update(self.kong.environment())
+        return env
 
     def inject(self, fault: Fault) -> None:
         """Make matching requests fail from now on (reliability tests, RBAC demos)."""
@@ -117,6 +128,8 @@ class SimServer:
             self.digitalocean.stop()
         if self.aws is not None:
             self.aws.stop()
+        if self.kong is not None:
+            self.kong.stop()
 
     def __enter__(self) -> "SimServer":
         return self

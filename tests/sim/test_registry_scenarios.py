@@ -186,7 +186,8 @@ def test_environment_reaches_the_fake_digitalocean():
     try:
         env = server.environment()
         assert set(env) == {"DIGITALOCEAN_TOKEN", "NASIKO_DO_API_URL", "NASIKO_CA_BUNDLE",
-                            "NASIKO_REGISTRY_ENDPOINTS", "NASIKO_PLATFORM_REGISTRY"}
+                            "NASIKO_REGISTRY_ENDPOINTS", "NASIKO_PLATFORM_REGISTRY",
+                            "NASIKO_KONG_ADMIN_URL", "NASIKO_GATEWAY_URL"}
         assert env["NASIKO_REGISTRY_ENDPOINTS"].startswith("registry.digitalocean.com=https://127.0.0.1:")
         account = requests.get(f"{env['NASIKO_DO_API_URL']}/v2/account", verify=env["NASIKO_CA_BUNDLE"], timeout=10,
                                headers={"Authorization": f"Bearer {env['DIGITALOCEAN_TOKEN']}"})

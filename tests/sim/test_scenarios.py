@@ -66,11 +66,28 @@ def assert_consistent(objects):
         assert deploy["status"]["readyReplicas"] == sum(is_ready(p) for p in owned)
 
 
+def assert_gateway_consistent(cluster):
+    """Kong holds the static proxies and, for every agent Service the registry routes, its service, route and
+    plugins, each pointing at an existing Kong entity."""
+    kong = cluster.kong
+    services = {s["id"]: s for s in kong.all("services")}
+    routes = kong.all("routes")
+    assert {"/api", "/app", "/auth", "/router", "~/$", "/n8n"} <= {p for r in routes for p in r["paths"]}
+    assert all(r["service"]["id"] in services for r in routes)
+    assert all(p["service"] is None or p["service"]["id"] in services for p in kong.all("plugins"))
+    agent_services = {s["name"] for s in services.values() if s["name"].startswith("agent-")}
+    if cluster.registry_syncs:
+        expected = {s["metadata"]["name"] for s in cluster.of_kind("Service", "nasiko-agents")
+                    if s["metadata"]["name"].startswith("agent-") and "redis" not in s["metadata"]["name"]}
+        assert agent_services == expected
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_scenario_builds_consistent_state(name):
     cluster = build(name)
     assert_consistent(cluster.objects)
-    assert (name in ("healthy", "ecr-healthy")) == (not cluster.broken)
+    assert (name in ("healthy", "ecr-healthy", "agent-chat-healthy")) == (not cluster.broken)
+    assert_gateway_consistent(cluster)
     broken_pods = {b.split(" ", 1)[1] for b in cluster.broken if b.startswith("Pod ")}
     for pod in (o for o in cluster.objects if o["kind"] == "Pod"):
         key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"

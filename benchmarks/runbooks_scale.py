@@ -1,13 +1,13 @@
-"""How the resource runbook (09) scales: a 3-node cluster vs. 50 nodes / 5,000 pods / 2,000 failed Jobs.
+"""How the cluster-wide runbooks scale: a 3-node cluster vs. 50 nodes / 5,000 pods / 2,000 failed Jobs.
 
 Side by side, in one run:
-  (a) API requests of one headless run of 09-cluster-out-of-resources (the run's own count and the
-      emulator's request counter), and its wall time (papermill, fresh kernel);
+  (a) API requests of one headless run of 09-cluster-out-of-resources and of 10-cluster-health (the run's
+      own count and the emulator's request counter), and its wall time (papermill, fresh kernel);
   (b) deleting every failed Job of nasiko-agents through the clean-up fix: one delete-collection with the
       field selector status.successful=0 (plus the check list), against deleting the same Jobs one request
       each, on two identical clusters; requests and wall time of each.
 
-    .venv/bin/python benchmarks/resources_scale.py [--nodes 50] [--pods 5000] [--jobs 2000]
+    .venv/bin/python benchmarks/runbooks_scale.py [--nodes 50] [--pods 5000] [--jobs 2000]
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from nasiko_nb.fixes.cleanup import plan_failed_jobs
 from nasiko_nb.snapshot import take_snapshot
 
 NS = "nasiko-agents"
+RUNBOOKS = ("09-cluster-out-of-resources", "10-cluster-health")
 BASE_NODES = 2          # the baseline platform's nodes
 
 
@@ -37,15 +38,15 @@ def start(nodes: int, pods: int, jobs: int) -> tuple[sim.SimServer, float]:
     return server, time.perf_counter() - started
 
 
-def headless_run(server, workdir: Path, label: str) -> dict:
+def headless_run(server, workdir: Path, label: str, runbook: str) -> dict:
     kubeconfig = server.write_kubeconfig(workdir / label / "kubeconfig", context=f"sim-{label}")
     before = server.store.request_count
     started = time.perf_counter()
-    result = records.execute(records.resolve("09"), workdir / label / "incidents", {}, kubeconfig=str(kubeconfig),
+    result = records.execute(records.resolve(runbook), workdir / label / "incidents", {}, kubeconfig=str(kubeconfig),
                              context=f"sim-{label}")
     wall = time.perf_counter() - started
     if result.error:
-        raise SystemExit(f"09 on {label} failed: {result.error}")
+        raise SystemExit(f"{runbook} on {label} failed: {result.error}")
     return {"calls": result.record["api_calls"], "server": server.store.request_count - before, "wall": wall,
             "nodes": len(server.store.list("v1", "Node", None)), "pods": len(server.store.list("v1", "Pod", None)),
             "jobs": len(server.store.list("batch/v1", "Job", None))}
@@ -78,20 +79,26 @@ def main(argv=None) -> int:
 
     small, small_build = start(3, 0, 0)
     big, big_build = start(args.nodes, args.pods, args.jobs)
+    runs = {}
     try:
-        runs = {"3 nodes": headless_run(small, workdir, "small"), "big": headless_run(big, workdir, "big")}
+        for runbook in RUNBOOKS:
+            runs[runbook] = {"3 nodes": headless_run(small, workdir, f"small-{runbook}", runbook),
+                             f"{args.nodes} nodes": headless_run(big, workdir, f"big-{runbook}", runbook)}
     finally:
         small.stop()
-    big.stop()
+        big.stop()
     print(f"clusters built in {small_build:.1f} s and {big_build:.1f} s")
-    print(f"{'cluster':<22}{'nodes':>7}{'pods':>7}{'jobs':>7}{'API calls (run)':>17}{'(server)':>10}{'wall s':>9}")
-    for label, run in runs.items():
-        name = label if label != "big" else f"{args.nodes} nodes"
-        print(f"{name:<22}{run['nodes']:>7}{run['pods']:>7}{run['jobs']:>7}{run['calls']:>17}{run['server']:>10}"
-              f"{run['wall']:>9.2f}")
-    small_run, big_run = runs["3 nodes"], runs["big"]
-    print(f"API calls ratio big/small: {big_run['calls'] / small_run['calls']:.2f}; "
-          f"wall ratio: {big_run['wall'] / small_run['wall']:.2f}")
+    print(f"{'runbook':<30}{'cluster':<10}{'nodes':>7}{'pods':>7}{'jobs':>7}{'API calls (run)':>17}{'(server)':>10}"
+          f"{'wall s':>9}")
+    equal = True
+    for runbook, sizes in runs.items():
+        for label, run in sizes.items():
+            print(f"{runbook:<30}{label:<10}{run['nodes']:>7}{run['pods']:>7}{run['jobs']:>7}{run['calls']:>17}"
+                  f"{run['server']:>10}{run['wall']:>9.2f}")
+        small_run, big_run = sizes.values()
+        equal &= small_run["calls"] == big_run["calls"] and small_run["server"] == big_run["server"]
+        print(f"{'':<30}API calls big/small: {big_run['calls'] / small_run['calls']:.2f}; "
+              f"wall big/small: {big_run['wall'] / small_run['wall']:.2f}")
 
     deletions = {}
     for mode, one_by_one in (("delete-collection", False), ("one request per Job", True)):
@@ -107,7 +114,6 @@ def main(argv=None) -> int:
               f"{', '.join(result['verbs'])}")
     ratio = deletions["one request per Job"]["wall"] / deletions["delete-collection"]["wall"]
     print(f"one-by-one / delete-collection wall ratio: {ratio:.1f}")
-    equal = small_run["calls"] == big_run["calls"] and small_run["server"] == big_run["server"]
     collection_used = deletions["delete-collection"]["verbs"] == ["delete-collection"]
     return 0 if equal and collection_used and not any(r["left"] for r in deletions.values()) else 1
 
