@@ -15,14 +15,9 @@ from nasiko_nb.snapshot import Snapshot
 CONTEXT_LINES = 3
 
 
-def job_pods(snap: Snapshot, namespace: str, job: str) -> list[dict]:
-    pods = [p for p in snap.pods_in(namespace) if snap.job_name_of(p) == job]
-    return sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))
-
-
 def read_job_logs(cluster: Cluster, snap: Snapshot, namespace: str, job: str, containers) -> None:
     """Read the logs of ``containers`` in every pod of ``job`` into ``snap.logs`` (missing ones are skipped)."""
-    for pod in job_pods(snap, namespace, job):
+    for pod in snap.pods_of_job(namespace, job):
         name = pod["metadata"]["name"]
         for container in containers:
             for previous in (False, True):
@@ -37,7 +32,7 @@ def read_job_logs(cluster: Cluster, snap: Snapshot, namespace: str, job: str, co
 def job_container_logs(snap: Snapshot, namespace: str, job: str, container: str) -> dict[str, str]:
     """``"<pod>"`` / ``"<pod> (previous)"`` -> log text, oldest pod first."""
     logs = {}
-    for pod in job_pods(snap, namespace, job):
+    for pod in snap.pods_of_job(namespace, job):
         name = pod["metadata"]["name"]
         for previous in (False, True):
             text = snap.log(namespace, name, container, previous)

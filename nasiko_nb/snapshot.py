@@ -96,8 +96,14 @@ class Snapshot:
 
     def _index(self) -> None:
         self._pods_by_ns: dict[str, list[dict]] = defaultdict(list)
+        self._pods_by_job: dict[tuple[str, str], list[dict]] = defaultdict(list)
         for pod in self.pods:
             self._pods_by_ns[_meta(pod).get("namespace", "")].append(pod)
+            job = self.job_name_of(pod)
+            if job:
+                self._pods_by_job[(_meta(pod).get("namespace", ""), job)].append(pod)
+        for pods in self._pods_by_job.values():
+            pods.sort(key=lambda p: _meta(p).get("creationTimestamp") or "")
         self._by_uid: dict[str, dict] = {}
         self._by_name: dict[tuple[str, str, str], dict] = {}
         # items of API list calls carry no `kind`: stamp it from the field they were put in
@@ -124,6 +130,10 @@ class Snapshot:
     def pods_in(self, namespace: str | None = None) -> list[dict]:
         """Pods of one namespace, or of all when namespace is None."""
         return list(self.pods) if namespace is None else list(self._pods_by_ns.get(namespace, []))
+
+    def pods_of_job(self, namespace: str, job: str) -> list[dict]:
+        """The Job's pods, oldest first (an index: no scan of every pod per Job)."""
+        return list(self._pods_by_job.get((namespace, job), []))
 
     def events_for(self, obj: dict) -> list[dict]:
         """Events about `obj` (matched by uid or by kind/namespace/name), newest first."""

@@ -215,11 +215,6 @@ def failed_build_jobs(snapshot: Snapshot, namespace: str) -> list[dict]:
     return sorted(jobs, key=lambda j: j["metadata"].get("creationTimestamp", ""), reverse=True)
 
 
-def job_pods(snapshot: Snapshot, job: dict) -> list[dict]:
-    name = name_of(job)
-    return [pod for pod in snapshot.pods_in(namespace_of(job)) if snapshot.job_name_of(pod) == name]
-
-
 def pod_state(pod: dict) -> str:
     """"Pending (Init:ImagePullBackOff)"-style summary of a pod's phase and its containers' reasons."""
     status = pod.get("status") or {}
@@ -248,7 +243,7 @@ def detect_build(snapshot: Snapshot, params: dict) -> list[Finding]:
     namespace = params.get("namespace") or DEFAULT_NAMESPACE
     findings = []
     for job in _chosen_jobs(snapshot, params):
-        pods = [p for p in job_pods(snapshot, job) if (p.get("status") or {}).get("phase") != "Succeeded"]
+        pods = [p for p in snapshot.pods_of_job(namespace_of(job), name_of(job)) if (p.get("status") or {}).get("phase") != "Succeeded"]
         resource = f"Job {namespace}/{name_of(job)}"
         init = _init_download_failure(snapshot, job, pods)
         if init is not None:
@@ -451,7 +446,7 @@ def build_jobs_frame(snapshot: Snapshot, namespace: str = DEFAULT_NAMESPACE) -> 
     """One row per build Job: status, age and its pods' phases and reasons."""
     rows = []
     for job in sorted(build_jobs(snapshot, namespace), key=name_of):
-        pods = job_pods(snapshot, job)
+        pods = snapshot.pods_of_job(namespace_of(job), name_of(job))
         failed = job_condition(job, "Failed") or {}
         rows.append({"job": name_of(job), "agent": BUILD_JOB.match(name_of(job))["agent"],
                      "status": job_status(job), "reason": failed.get("reason") or "",
@@ -471,7 +466,7 @@ def detect_buildkit(snapshot: Snapshot, params: dict) -> list[Finding]:
     # a failed Job whose log already shows the wrong address is reported by the "build" detector
     reported = {f"Job {namespace_of(j)}/{name_of(j)}" for j in build_jobs(snapshot, params.get("namespace")
                                                                          or DEFAULT_NAMESPACE)
-                if job_condition(j, "Failed") and (f := _log_finding(snapshot, j, job_pods(snapshot, j), ""))
+                if job_condition(j, "Failed") and (f := _log_finding(snapshot, j, snapshot.pods_of_job(namespace_of(j), name_of(j)), ""))
                 and f.code == "buildkit/wrong-address"}
     for client in buildkit_clients(snapshot, params):
         if not client.matches and client.object not in reported:
@@ -539,7 +534,7 @@ def _pending_jobs(snapshot: Snapshot, params: dict) -> list[Finding]:
     for job in build_jobs(snapshot, namespace):
         if job_status(job) in ("Failed", "Complete"):
             continue
-        pods = job_pods(snapshot, job)
+        pods = snapshot.pods_of_job(namespace_of(job), name_of(job))
         if any((p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed") for p in pods):
             continue
         age = job_age(snapshot, job)
