@@ -50,6 +50,25 @@ def filterable(frame: pd.DataFrame, column: str, empty: str = "nothing found") -
     display(widgets.VBox([picker, out]))
 
 
+def picker(label: str, options: list[str], chosen: str, show: Callable[[str], None]) -> None:
+    """``show(chosen)`` now, and a dropdown of ``options`` that shows another one interactively (headless: the
+    parameter that set ``chosen``)."""
+    if not options:
+        display(Markdown(f"_no {label} found_"))
+        return
+    dropdown = widgets.Dropdown(options=options, value=chosen if chosen in options else options[0], description=label)
+    out = widgets.Output()
+
+    def refresh(change=None):
+        out.clear_output()
+        with out:
+            show(dropdown.value)
+
+    dropdown.observe(refresh, names="value")
+    show(dropdown.value)
+    display(widgets.VBox([dropdown, out]))
+
+
 def describe_picker(snap, chosen: str, describe: Callable[..., str]) -> None:
     """``describe`` of the ``chosen`` pod ("namespace/name"), and a picker of every pod in the snapshot to
     describe another one (interactive)."""

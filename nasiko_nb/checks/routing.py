@@ -38,8 +38,8 @@ def _belongs(obj: dict, agent: str) -> bool:
         ((obj.get("metadata") or {}).get("labels") or {}).get(AGENT_NAME_LABEL) == agent
 
 
-def agents_in(snapshot: Snapshot, namespace: str = AGENTS_NAMESPACE) -> list[str]:
-    """Agents with a Deployment or Service in the namespace (for the agent picker)."""
+def agents_in(snapshot: Snapshot, namespace: str = AGENTS_NAMESPACE, kong: dict | None = None) -> list[str]:
+    """Agents with a Deployment or Service in the namespace, or a Kong route under /agents/ (for the picker)."""
     names = set()
     for obj in (*snapshot.deployments, *snapshot.services):
         if namespace_of(obj) != namespace:
@@ -48,6 +48,12 @@ def agents_in(snapshot: Snapshot, namespace: str = AGENTS_NAMESPACE) -> list[str
         found = _AGENT_OBJECT.match(name_of(obj))
         if label or found:
             names.add(label or found["agent"])
+    for route in (kong or {}).get("routes") or []:
+        for path in route.get("paths") or []:
+            if path.startswith("/agents/") and path.count("/") == 2 and len(path) > len("/agents/"):
+                segment = path.rsplit("/", 1)[1]
+                found = _AGENT_OBJECT.match(segment)
+                names.add(found["agent"] if found else segment)
     return sorted(names)
 
 
@@ -216,7 +222,7 @@ def overview_frame(snapshot: Snapshot, kong: dict, frontend_path: str = FRONTEND
                    namespace: str = AGENTS_NAMESPACE) -> pd.DataFrame:
     """One row per agent: its Services and Deployments and what Kong does with the frontend's path."""
     rows = []
-    for agent in agents_in(snapshot, namespace):
+    for agent in agents_in(snapshot, namespace, kong):
         routing = agent_routing(snapshot, kong, agent, frontend_path, namespace)
         rows.append({"agent": agent, "deployments": len(routing.deployments), "services": len(routing.services),
                      "frontend path": routing.expected_path, "kong": routing.route_summary()})

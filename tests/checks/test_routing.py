@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from nasiko_nb.checks import run_checks
-from nasiko_nb.checks.routing import agent_routing, focus_agent, label_routing_registry
+from nasiko_nb.checks.routing import agent_routing, agents_in, focus_agent, label_routing_registry
 from nasiko_nb.snapshot import Snapshot
 
 NS = "nasiko-agents"
@@ -108,3 +108,11 @@ def test_registry_mode_from_its_log():
     assert label_routing_registry(Snapshot.from_objects([], logs=registry_log("agent-name label"))) is True
     assert label_routing_registry(Snapshot.from_objects([], logs=registry_log("service name"))) is False
     assert label_routing_registry(Snapshot.from_objects([])) is None
+
+
+def test_agents_listed_from_deployments_services_and_kong_routes():
+    snap = Snapshot.from_objects([deployment(SVC), service("agent-summarizer-agent-1766140999")])
+    kong = kong_for(("nasiko-web", "/"), (OLD, "/agents/translator-agent"), (OLD, "/agents/agent-faq-agent-1766000001"),
+                    (OLD, "/agents/x/health"))
+    assert agents_in(snap) == ["summarizer-agent", "weather-agent"]
+    assert agents_in(snap, kong=kong) == ["faq-agent", "summarizer-agent", "translator-agent", "weather-agent"]
