@@ -1,8 +1,8 @@
-"""``nasiko-nb``: list, run and archive runbooks; serve the simulated platform.
+"""``nasiko-nb``: list, run and archive runbooks; read the archive back; serve the simulated platform.
 
 Bad input (unknown runbook or scenario, unusable kubeconfig, unreachable API server, wrong parameter
-type, a confirm that does not name the target) prints one line on stderr and exits non-zero before
-anything is changed.
+type, a confirm that does not name the target, an unreachable or unauthorised archive, an unknown record)
+prints one line on stderr and exits non-zero before anything is changed.
 """
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from pathlib import Path
 
 import yaml
 
-from nasiko_nb import records
+from nasiko_nb import archive, records, schedule
 from nasiko_nb.cluster import ClusterError, connect
 from nasiko_nb.records import RecordError
 
-DEFAULT_OUTPUT = Path("incidents")
+DEFAULT_OUTPUT = "incidents"
+OUTPUT_HELP = "where records are kept: a local folder or s3://bucket/prefix (default: %(default)s)"
 DEMO_SCENARIO = "image-pull-missing-secret"
 INPUT_ERRORS = ("RunbookInputError", "ConfirmationError")
 EXIT_BAD_INPUT, EXIT_RUN_FAILED = 2, 1
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start the simulated platform and run triage against it")
     demo.add_argument("scenario", nargs="?", default=DEMO_SCENARIO)
-    demo.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    demo.add_argument("--output", default=DEFAULT_OUTPUT, metavar="LOCATION", help=OUTPUT_HELP)
     demo.set_defaults(handler=cmd_demo)
 
     sim = sub.add_parser("sim", help="serve the simulated platform until interrupted")
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     scenarios = sub.add_parser("scenarios", help="the simulated platform's named scenarios")
     scenarios.set_defaults(handler=cmd_scenarios)
+
+    register_incidents(sub)
+    schedule.register(sub)
     return parser
 
 
@@ -84,7 +88,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--demo", metavar="SCENARIO")
     source.add_argument("--snapshot", type=Path, metavar="PATH")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, metavar="LOCATION", help=OUTPUT_HELP)
 
 
 def cmd_list(args) -> int:
@@ -122,9 +126,10 @@ def run_runbook(info: records.RunbookInfo, args) -> int:
         raw.update(_read_parameters_file(args.parameters_file))
     raw.update(dict(args.parameter))
     parameters = records.coerce_parameters(info, raw)
+    destination = archive.open_archive(args.output)
     with connection(args) as (kubeconfig, context):
         started = time.monotonic()
-        result = records.execute(info, args.output, parameters, kubeconfig=kubeconfig, context=context)
+        result = records.execute(info, destination, parameters, kubeconfig=kubeconfig, context=context)
     print_result(result, time.monotonic() - started)
     if result.error:
         print(f"nasiko-nb: {info.id} stopped: {result.error}", file=sys.stderr)
@@ -219,6 +224,119 @@ def cmd_sim(args) -> int:
         return 0
     finally:
         server.stop()
+
+
+def register_incidents(sub) -> None:
+    """``nasiko-nb incidents list|show|export|diff``: the stored records, from a local folder or S3."""
+    incidents = sub.add_parser("incidents", help="stored run records: list, show, export, diff")
+    actions = incidents.add_subparsers(dest="action", required=True, metavar="{list,show,export,diff}")
+
+    listing = actions.add_parser("list", help="a table of the records, oldest first")
+    listing.add_argument("--since", metavar="DATE", help="from this date or time (UTC unless it says otherwise)")
+    listing.add_argument("--until", metavar="DATE", help="up to this time, or through the end of this date")
+    listing.add_argument("--code", default="", help="a cause code or a family (image-pull, image-pull/*)")
+    listing.add_argument("--agent", default="", help="runs for this agent or whose findings name it")
+    listing.add_argument("--runbook", default="", help="runbook id, slug or number")
+    listing.add_argument("--context", default="", help="cluster context")
+    listing.set_defaults(handler=cmd_incidents_list)
+
+    show = actions.add_parser("show", help="a record's summary: parameters, findings, changes")
+    show.add_argument("id", help="record ID (the file stem) or a unique prefix of it")
+    show.set_defaults(handler=cmd_incidents_show)
+
+    export = actions.add_parser("export", help="write a record's report view or executed notebook to a file")
+    export.add_argument("id", help="record ID or a unique prefix of it")
+    kind = export.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--html", dest="suffix", action="store_const", const=".html")
+    kind.add_argument("--ipynb", dest="suffix", action="store_const", const=".ipynb")
+    export.add_argument("--to", type=Path, metavar="PATH",
+                        help="a file or folder (default: the current folder; a local archive's own file)")
+    export.set_defaults(handler=cmd_incidents_export)
+
+    diff = actions.add_parser("diff", help="findings that appeared, disappeared or stayed between two runs")
+    diff.add_argument("before", help="record ID or a unique prefix of it")
+    diff.add_argument("after", help="record ID or a unique prefix of it")
+    diff.set_defaults(handler=cmd_incidents_diff)
+
+    for action in (listing, show, export, diff):
+        action.add_argument("--output", default=DEFAULT_OUTPUT, metavar="LOCATION", help=OUTPUT_HELP)
+
+
+def cmd_incidents_list(args) -> int:
+    source = archive.open_archive(args.output)
+    since = archive.parse_when(args.since) if args.since else None
+    until = archive.parse_when(args.until, end_of_day=True) if args.until else None
+    found = archive.list_incidents(source, since=since, until=until, code=args.code, agent=args.agent,
+                                   runbook=args.runbook, context=args.context)
+    if not found:
+        print(f"no records in {source} match" if any((since, until, args.code, args.agent, args.runbook, args.context))
+              else f"no records in {source}")
+        return 0
+    print_table(["id", "when (UTC)", "context", "runbook", "outcome", "cause codes", "changes"],
+                [[i.id, f"{i.when:%Y-%m-%d %H:%M:%S}", i.record.get("context") or "-", i.record.get("runbook", "?"),
+                  i.record.get("outcome", "?"), ", ".join(i.codes) or "-", str(i.applied_changes)] for i in found])
+    return 0
+
+
+def cmd_incidents_show(args) -> int:
+    source = archive.open_archive(args.output)
+    record_id = source.resolve(args.id)
+    record = source.read_record(record_id)
+    parameters = ", ".join(f"{name}={value!r}" for name, value in record.get("parameters", {}).items())
+    print(record_id)
+    for label, value in (("runbook", f"{record.get('runbook', '?')} ({record.get('side_effects', '?')})"),
+                         ("context", record.get("context") or "-"),
+                         ("when", f"{record.get('started', '?')}, {record.get('duration_s', '?')} s, "
+                                  f"{record.get('api_calls', '?')} API call(s)"),
+                         ("outcome", record.get("outcome", "?")), ("error", record.get("error")),
+                         ("parameters", parameters or "-")):
+        if value:
+            print(f"  {label:<11} {value}")
+    findings = record.get("findings", [])
+    print(f"findings ({len(findings)}):")
+    print_table(["severity", "code", "resource", "message"],
+                [[f.get(c, "") for c in ("severity", "code", "resource", "message")] for f in findings], indent=2)
+    changes = record.get("changes", [])
+    print(f"changes ({len(changes)}):")
+    print_table(["at", "verb", "resource", "change"],
+                [[c.get("at", ""), c.get("verb", ""), c.get("resource", ""),
+                  c.get("change", "") + (" (diagnostic)" if c.get("diagnostic") else "")] for c in changes], indent=2)
+    print("files:")
+    for suffix in archive.SUFFIXES:
+        print(f"  {source.location_of(record_id, suffix)}")
+    return 0
+
+
+def cmd_incidents_export(args) -> int:
+    source = archive.open_archive(args.output)
+    print(source.export(source.resolve(args.id), args.suffix, args.to))
+    return 0
+
+
+def cmd_incidents_diff(args) -> int:
+    source = archive.open_archive(args.output)
+    before, after = source.resolve(args.before), source.resolve(args.after)
+    by_id = {record_id: source.read_record(record_id) for record_id in (before, after)}
+    for record_id, record in by_id.items():
+        print(f"{record_id}: {record.get('runbook', '?')} on {record.get('context') or '-'}, "
+              f"outcome {record.get('outcome', '?')}")
+    changed = archive.diff_findings(by_id[before], by_id[after])
+    for title, sign, findings in (("appeared", "+", changed.appeared), ("disappeared", "-", changed.disappeared),
+                                  ("stayed", "=", changed.stayed)):
+        print(f"{title} ({len(findings)}):")
+        print_table(["", "severity", "code", "resource", "message"],
+                    [[sign, *(f.get(c, "") for c in ("severity", "code", "resource", "message"))] for f in findings],
+                    indent=2)
+    return 0
+
+
+def print_table(header: list[str], rows: list[list[str]], indent: int = 0) -> None:
+    """Left-aligned columns as wide as their widest cell; nothing when there are no rows."""
+    if not rows:
+        return
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        print(" " * indent + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 if __name__ == "__main__":

@@ -2,18 +2,23 @@
 
 A record is three files sharing one stem, ``<UTC timestamp>-<runbook>``: the executed notebook
 (with the record in ``metadata.nasiko``), an HTML report view (markdown and outputs, code hidden) and
-the findings JSON. Everything is scrubbed of secret material before it is written.
+the findings JSON. Everything is scrubbed of secret material before it is written; where the files go
+(a local folder or S3) is ``nasiko_nb.archive``'s business.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
 
+from nasiko_nb.archive import SUFFIXES, Archive, ArchiveError, open_archive
 from nasiko_nb.redact import scrub, scrub_obj
 from nasiko_nb.runbook import RECORD_MIME, SECRET_PARAMETER_WORDS
 
@@ -102,23 +107,48 @@ def _coerce(name: str, value, default):
 
 @dataclass
 class RunResult:
+    """A finished run: its record and where the archive stored it (local paths or s3:// URLs)."""
+
     record: dict
-    notebook: Path
-    html: Path
-    json: Path
+    id: str
+    notebook: str
+    html: str
+    json: str
     error: str = ""
 
 
-def execute(info: RunbookInfo, output_dir: Path, parameters: dict, *, kubeconfig: str = "",
+def execute(info: RunbookInfo, output: str | os.PathLike | Archive, parameters: dict, *, kubeconfig: str = "",
             context: str = "", label: str = "") -> RunResult:
-    """Execute a runbook with papermill and write the three record files; never overwrites a record."""
+    """Execute a runbook with papermill in a scratch folder, then store the three record files in the archive
+    at ``output`` (a local folder or ``s3://bucket/prefix``); never overwrites a record.
+
+    The archive is checked before the runbook runs, so an unusable one stops the run before it changes anything.
+    If storing fails afterwards, the error says where the record is kept on this machine.
+    """
+    archive = open_archive(output)
+    archive.check()
+    started = datetime.now(timezone.utc)
+    stem = f"{started:%Y%m%dT%H%M%SZ}-{info.id}{('-' + _name_part(label)) if label else ''}"
+    scratch = Path(tempfile.mkdtemp(prefix="nasiko-record-"))
+    try:
+        record, error = _execute_into(scratch / f"{stem}.ipynb", info, parameters, kubeconfig, context, started)
+        stored = archive.store(stem, {suffix: scratch / f"{stem}{suffix}" for suffix in SUFFIXES})
+    except ArchiveError as exc:
+        raise ArchiveError(f"{exc}; the record is kept in {scratch}") from None
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    shutil.rmtree(scratch, ignore_errors=True)
+    return RunResult(record, stored.id, stored.locations[".ipynb"], stored.locations[".html"],
+                     stored.locations[".json"], error)
+
+
+def _execute_into(notebook_path: Path, info: RunbookInfo, parameters: dict, kubeconfig: str, context: str,
+                  started: datetime) -> tuple[dict, str]:
+    """Run the notebook to ``notebook_path`` and write the scrubbed record files beside it; (record, error)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    started = datetime.now(timezone.utc)
-    stem = _unique_stem(output_dir, f"{started:%Y%m%dT%H%M%SZ}-{info.id}{('-' + label) if label else ''}")
-    notebook_path = output_dir / f"{stem}.ipynb"
     run_parameters = {**parameters, "kubeconfig": str(kubeconfig or ""), "context": context}
     error = ""
     try:
@@ -139,19 +169,14 @@ def execute(info: RunbookInfo, output_dir: Path, parameters: dict, *, kubeconfig
     nb.metadata["nasiko"] = record
     _scrub_notebook(nb)
     nbformat.write(nb, notebook_path)
-    html_path = notebook_path.with_suffix(".html")
-    html_path.write_text(render_html(nb), encoding="utf-8")
-    json_path = notebook_path.with_suffix(".json")
-    json_path.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
-    return RunResult(record, notebook_path, html_path, json_path, error)
+    notebook_path.with_suffix(".html").write_text(render_html(nb), encoding="utf-8")
+    notebook_path.with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+    return record, error
 
 
-def _unique_stem(directory: Path, stem: str) -> str:
-    candidate, n = stem, 1
-    while (directory / f"{candidate}.ipynb").exists():
-        n += 1
-        candidate = f"{stem}-{n}"
-    return candidate
+def _name_part(label: str) -> str:
+    """A label made safe for a file name and an S3 key (contexts may hold ``/`` and ``:``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-")
 
 
 def _one_line(ename: str, evalue: str) -> str:
@@ -169,7 +194,8 @@ def _extract_record(nb) -> dict | None:
 
 
 def _scrub_notebook(nb) -> None:
-    """Mask secret patterns in every output, including tracebacks and widget state."""
+    """Mask secret patterns in every output, including tracebacks, and in the notebook's metadata (widget state,
+    papermill's copy of the parameters)."""
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             if "text" in output:
@@ -180,8 +206,7 @@ def _scrub_notebook(nb) -> None:
                 output["traceback"] = [scrub(line) for line in output["traceback"]]
             if "evalue" in output:
                 output["evalue"] = scrub(output["evalue"])
-    if "widgets" in nb.metadata:
-        nb.metadata["widgets"] = scrub_obj(nb.metadata["widgets"])
+    nb.metadata = nbformat.from_dict(scrub_obj(dict(nb.metadata)))
 
 
 def render_html(nb) -> str:
