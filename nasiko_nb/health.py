@@ -11,7 +11,7 @@ from collections import defaultdict
 import pandas as pd
 from kubernetes.client.rest import ApiException
 
-from nasiko_nb.checks.build import human_age, name_of, namespace_of, parse_time
+from nasiko_nb.checks.build import name_of, namespace_of, object_age
 from nasiko_nb.checks.resources import node_ready
 from nasiko_nb.checks.scheduling import format_cpu, format_memory, parse_quantity
 from nasiko_nb.cluster import Cluster
@@ -19,11 +19,6 @@ from nasiko_nb.snapshot import Snapshot, event_message, event_time
 
 PREVIOUS_LOGS_AT_MOST = 5
 LOG_TAIL_LINES = 20
-
-
-def _age(snap: Snapshot, obj: dict) -> str:
-    created = parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
-    return human_age(snap.taken_at - created) if created else ""
 
 
 def cluster_info(cluster: Cluster, snap: Snapshot) -> pd.DataFrame:
@@ -51,7 +46,7 @@ def nodes_frame(snap: Snapshot) -> pd.DataFrame:
         rows.append({"node": name_of(node), "status": ("Ready" if node_ready(node) else "NotReady")
                      + (",SchedulingDisabled" if spec.get("unschedulable") else ""),
                      "roles": ",".join(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
-                     or "<none>", "age": _age(snap, node), "version": (status.get("nodeInfo") or {}).get("kubeletVersion", ""),
+                     or "<none>", "age": object_age(snap, node), "version": (status.get("nodeInfo") or {}).get("kubeletVersion", ""),
                      "cpu": format_cpu(parse_quantity(allocatable.get("cpu", 0))),
                      "memory": format_memory(parse_quantity(allocatable.get("memory", 0))),
                      "pods": f"{pods_on[name_of(node)]}/{allocatable.get('pods', '?')}",
@@ -119,7 +114,7 @@ def workloads_frame(snap: Snapshot) -> pd.DataFrame:
         rows.append(("CronJob", cronjob, "", "Suspended" if spec.get("suspend") else "Active",
                      f"{spec.get('schedule', '')} last {status.get('lastScheduleTime', 'never')}"))
     return pd.DataFrame([{"kind": kind, "namespace": namespace_of(obj), "name": name_of(obj), "ready": ready,
-                          "status": status, "detail": detail, "age": _age(snap, obj)}
+                          "status": status, "detail": detail, "age": object_age(snap, obj)}
                          for kind, obj, ready, status, detail in rows],
                         columns=["kind", "namespace", "name", "ready", "status", "detail", "age"])
 
@@ -157,7 +152,7 @@ def not_ready_pods_frame(snap: Snapshot) -> pd.DataFrame:
         rows.append({"namespace": namespace_of(pod), "pod": name_of(pod), "ready": f"{ready}/{total}",
                      "status": pod_status_text(pod), "restarts": restarts, "last state": _last_state(pod),
                      "message": waiting.get("message") or (pod.get("status") or {}).get("message", ""),
-                     "node": (pod.get("spec") or {}).get("nodeName", ""), "age": _age(snap, pod)})
+                     "node": (pod.get("spec") or {}).get("nodeName", ""), "age": object_age(snap, pod)})
     return pd.DataFrame(rows, columns=["namespace", "pod", "ready", "status", "restarts", "last state", "message",
                                        "node", "age"])
 

@@ -15,7 +15,7 @@ import pandas as pd
 from kubernetes.client.rest import ApiException
 
 from nasiko_nb import fixes
-from nasiko_nb.checks.build import human_age, name_of, parse_time
+from nasiko_nb.checks.build import name_of, object_age
 from nasiko_nb.cluster import ApiFailure, Cluster
 from nasiko_nb.fixes import Change, Plan
 from nasiko_nb.fixes.workloads import RESTARTED_AT, restart_change
@@ -110,13 +110,12 @@ def revisions_frame(snap: Snapshot, deployment: dict) -> pd.DataFrame:
     for rs in sorted(owned_replicasets(snap, deployment), key=_revision):
         template = (rs.get("spec") or {}).get("template") or {}
         containers = (template.get("spec") or {}).get("containers") or []
-        created = parse_time((rs.get("metadata") or {}).get("creationTimestamp"))
         rows.append({"revision": _revision(rs), "replicaset": name_of(rs),
                      "current": _revision(rs) == current,
                      "replicas": f"{(rs.get('status') or {}).get('readyReplicas', 0)}/{(rs.get('spec') or {}).get('replicas', 0)}",
                      "images": ", ".join(c.get("image", "") for c in containers),
                      "restartedAt": ((template.get("metadata") or {}).get("annotations") or {}).get(RESTARTED_AT, ""),
-                     "age": human_age(snap.taken_at - created) if created else ""})
+                     "age": object_age(snap, rs)})
     return pd.DataFrame(rows, columns=["revision", "replicaset", "current", "replicas", "images", "restartedAt", "age"])
 
 

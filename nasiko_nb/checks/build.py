@@ -183,6 +183,12 @@ def human_age(delta: timedelta | None) -> str:
     return f"{seconds}s"
 
 
+def object_age(snapshot: Snapshot, obj: dict) -> str:
+    """How old the object was when the snapshot was taken ("" without a creationTimestamp)."""
+    created = parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
+    return human_age(snapshot.taken_at - created) if created else ""
+
+
 def job_condition(job: dict, kind: str) -> dict | None:
     """The Job's condition `kind` ("Failed", "Complete") when its status is True."""
     for condition in (job.get("status") or {}).get("conditions") or []:

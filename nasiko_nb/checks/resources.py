@@ -16,7 +16,7 @@ import pandas as pd
 
 from nasiko_nb.checks import detector
 from nasiko_nb.checks.build import (BUILD_JOB, DEFAULT_NAMESPACE, human_age, job_condition, job_status, name_of,
-                                    namespace_of, parse_time)
+                                    namespace_of, object_age, parse_time)
 from nasiko_nb.checks.scheduling import format_cpu, format_memory, node_resources, parse_quantity
 from nasiko_nb.codes import make_finding
 from nasiko_nb.findings import Finding
@@ -50,14 +50,9 @@ def evicted_pods(snapshot: Snapshot) -> dict[str, list[dict]]:
 
 def evicted_pods_frame(snapshot: Snapshot) -> pd.DataFrame:
     rows = [{"namespace": namespace_of(pod), "pod": name_of(pod), "node": (pod.get("spec") or {}).get("nodeName", ""),
-             "age": _age(snapshot, pod), "message": (pod.get("status") or {}).get("message", "")}
+             "age": object_age(snapshot, pod), "message": (pod.get("status") or {}).get("message", "")}
             for pods in evicted_pods(snapshot).values() for pod in pods]
     return pd.DataFrame(rows, columns=["namespace", "pod", "node", "age", "message"])
-
-
-def _age(snapshot: Snapshot, obj: dict) -> str:
-    created = parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
-    return human_age(snapshot.taken_at - created) if created else ""
 
 
 def finished_at(job: dict):
@@ -172,7 +167,7 @@ def orphaned_configmaps(snapshot: Snapshot) -> dict[str, list[tuple[dict, str]]]
 
 
 def orphaned_configmaps_frame(snapshot: Snapshot) -> pd.DataFrame:
-    rows = [{"namespace": namespace_of(cm), "configmap": name_of(cm), "age": _age(snapshot, cm), "build job": why}
+    rows = [{"namespace": namespace_of(cm), "configmap": name_of(cm), "age": object_age(snapshot, cm), "build job": why}
             for items in orphaned_configmaps(snapshot).values() for cm, why in items]
     return pd.DataFrame(rows, columns=["namespace", "configmap", "age", "build job"])
 

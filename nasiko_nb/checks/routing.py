@@ -230,7 +230,8 @@ def overview_frame(snapshot: Snapshot, kong: dict, frontend_path: str = FRONTEND
 
 
 def agent_objects_frame(snapshot: Snapshot, routing: AgentRouting, namespace: str = AGENTS_NAMESPACE) -> pd.DataFrame:
-    """The agent's Deployments and Services, newest first, with labels and ready endpoints."""
+    """The agent's Deployments and Services, newest first, with labels and ready endpoints, then what Kong
+    does with the frontend's path."""
     rows = []
     for deployment in routing.deployments:
         status = deployment.get("status") or {}
@@ -241,4 +242,5 @@ def agent_objects_frame(snapshot: Snapshot, routing: AgentRouting, namespace: st
         rows.append({"kind": "Service", "name": name_of(service),
                      "ready": f"{_ready_addresses(snapshot, namespace, name_of(service))} endpoint(s)",
                      "labels": ", ".join(f"{k}={v}" for k, v in ((service.get("metadata") or {}).get("labels") or {}).items())})
+    rows.append({"kind": "Kong", "name": routing.expected_path, "ready": "", "labels": routing.route_summary()})
     return pd.DataFrame(rows, columns=["kind", "name", "ready", "labels"])

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 import pandas as pd
 
 from nasiko_nb.checks import detector
-from nasiko_nb.checks.build import human_age, name_of, namespace_of, parse_time
+from nasiko_nb.checks.build import name_of, namespace_of, object_age
 from nasiko_nb.codes import make_finding
 from nasiko_nb.findings import Finding
 from nasiko_nb.snapshot import Snapshot, event_message, event_time
@@ -228,9 +228,8 @@ def pending_pods_frame(snapshot: Snapshot, namespace: str | None = None) -> pd.D
     for pod in pending_pods(snapshot, namespace):
         message = scheduling_message(snapshot, pod)
         requests = pod_requests(pod)
-        created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
         rows.append({"namespace": namespace_of(pod), "pod": name_of(pod),
-                     "age": human_age(snapshot.taken_at - created) if created else "",
+                     "age": object_age(snapshot, pod),
                      "cpu_request": format_cpu(requests["cpu"]), "memory_request": format_memory(requests["memory"]),
                      "codes": ", ".join(c.code for c in classify_scheduling_message(message)),
                      "message": message})
