@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from nasiko_nb import archive, records, schedule
+from nasiko_nb import archive, fleet, notify, records, schedule
 from nasiko_nb.cluster import ClusterError, connect
 from nasiko_nb.records import RecordError
 
@@ -83,12 +83,22 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     parser.add_argument("-f", "--parameters-file", type=Path)
     parser.add_argument("--kubeconfig", default="")
-    parser.add_argument("--context", default="")
+    parser.add_argument("--context", action="append", default=[], metavar="NAME",
+                        help="kubeconfig context (default: the current one); repeat it to run against several "
+                             "clusters in parallel, one record each")
+    parser.add_argument("--all-contexts", action="store_true", help="run against every context of the kubeconfig")
+    parser.add_argument("--workers", type=int, default=fleet.MAX_WORKERS,
+                        help="clusters run at once in a fleet run (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the API server")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--demo", metavar="SCENARIO")
     source.add_argument("--snapshot", type=Path, metavar="PATH")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, metavar="LOCATION", help=OUTPUT_HELP)
+    parser.add_argument("--notify", default="", metavar="URL",
+                        help=f"post a summary to this webhook when findings reach --notify-on (default: "
+                             f"${notify.URL_VARIABLE}, which keeps the URL, a credential, off the command line)")
+    parser.add_argument("--notify-on", choices=notify.THRESHOLDS, default="critical",
+                        help="the least severity that sends a notification (default: %(default)s)")
 
 
 def cmd_list(args) -> int:
@@ -115,8 +125,8 @@ def cmd_triage(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    args.demo, args.snapshot, args.kubeconfig, args.context = args.scenario, None, "", ""
-    args.parameter, args.parameters_file, args.timeout = [], None, 10.0
+    args.demo, args.snapshot, args.kubeconfig, args.context, args.all_contexts = args.scenario, None, "", [], False
+    args.parameter, args.parameters_file, args.timeout, args.notify = [], None, 10.0, ""
     return run_runbook(records.resolve("00-triage"), args)
 
 
@@ -126,15 +136,74 @@ def run_runbook(info: records.RunbookInfo, args) -> int:
         raw.update(_read_parameters_file(args.parameters_file))
     raw.update(dict(args.parameter))
     parameters = records.coerce_parameters(info, raw)
+    webhook = notification_target(args.notify)
     destination = archive.open_archive(args.output)
+    if len(args.context) > 1 or args.all_contexts:
+        return run_fleet(info, args, parameters, destination, webhook)
     with connection(args) as (kubeconfig, context):
         started = time.monotonic()
         result = records.execute(info, destination, parameters, kubeconfig=kubeconfig, context=context)
     print_result(result, time.monotonic() - started)
+    report_notification(*notify.notify(webhook, result.record, result.html, args.notify_on))
     if result.error:
         print(f"nasiko-nb: {info.id} stopped: {result.error}", file=sys.stderr)
         return EXIT_BAD_INPUT if result.error.startswith(INPUT_ERRORS) else EXIT_RUN_FAILED
     return 0
+
+
+def run_fleet(info: records.RunbookInfo, args, parameters: dict, destination: archive.Archive, webhook: str) -> int:
+    """Every named context in parallel; exit 0 when every cluster has its record (an unreachable one included)."""
+    from tqdm import tqdm
+
+    if args.demo or args.snapshot:
+        raise RecordError("--demo and --snapshot serve one cluster; a fleet is the contexts of a kubeconfig")
+    if args.workers < 1:
+        raise RecordError(f"--workers must be at least 1, got {args.workers}")
+    contexts = fleet.fleet_contexts(args.kubeconfig, args.context, args.all_contexts)
+    fleet.check_read_only(info, parameters)
+    destination.check()
+    started = time.monotonic()
+    # a bar on a terminal; in a log (CI, a CronJob) the numbered line per cluster is the progress
+    with tqdm(total=len(contexts), desc=info.id, unit="cluster", file=sys.stderr,
+              disable=not sys.stderr.isatty()) as bar:
+        finished = []
+
+        def on_done(run: fleet.ClusterRun) -> None:
+            finished.append(run)
+            bar.write(f"[{len(finished)}/{len(contexts)}] {run.context}: "
+                      f"{run.error if run.failed else 'outcome ' + run.outcome} ({run.seconds:.1f}s)", file=sys.stderr)
+            if run.result:
+                sent, line = notify.notify(webhook, run.record, run.result.html, args.notify_on)
+                if line:
+                    bar.write(line if sent else f"nasiko-nb: {line}", file=sys.stderr)
+            bar.update()
+
+        runs = fleet.run_fleet(info, contexts, destination, parameters, kubeconfig=args.kubeconfig,
+                               workers=args.workers, on_done=on_done)
+    print(fleet.summary_line(info.id, runs, time.monotonic() - started))
+    table = fleet.fleet_table(runs)
+    print_table(list(table.columns), table.astype(str).values.tolist())
+    print("records:")
+    for run in runs:
+        print(f"  {run.context}: {run.result.html if run.result else 'none: ' + run.error}")
+    return EXIT_RUN_FAILED if any(run.failed for run in runs) else 0
+
+
+def notification_target(given: str) -> str:
+    """The webhook URL: a bad ``--notify`` stops the run before it starts; a bad ``$NASIKO_NOTIFY_URL`` (e.g. in a
+    CronJob's Secret) only costs the notification, said in one line."""
+    try:
+        return notify.webhook_url(given)
+    except notify.NotifyError as exc:
+        if given:
+            raise
+        print(f"nasiko-nb: ${notify.URL_VARIABLE} ignored: {exc}", file=sys.stderr)
+        return ""
+
+
+def report_notification(sent: bool, line: str) -> None:
+    if line:
+        print(line if sent else f"nasiko-nb: {line}", file=sys.stdout if sent else sys.stderr)
 
 
 def _read_parameters_file(path: Path) -> dict:
@@ -162,8 +231,9 @@ def connection(args):
             finally:
                 server.stop()
         return
-    cluster = connect(args.kubeconfig or None, args.context or None, timeout_s=args.timeout)
-    yield args.kubeconfig, args.context or cluster.context
+    context = args.context[0] if args.context else ""
+    cluster = connect(args.kubeconfig or None, context or None, timeout_s=args.timeout)
+    yield args.kubeconfig, context or cluster.context
 
 
 @contextlib.contextmanager

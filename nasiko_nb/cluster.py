@@ -18,11 +18,27 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 DEFAULT_TIMEOUT_S = 10.0
+UNREACHABLE, UNAUTHORIZED = "cluster/unreachable", "cluster/unauthorized"
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 class ClusterError(Exception):
-    """A connection or API problem explained in one line (no traceback wall in notebooks)."""
+    """A connection or API problem explained in one line (no traceback wall in notebooks).
+
+    ``code`` is the cause code when the cluster itself is the problem (``cluster/unreachable``,
+    ``cluster/unauthorized``); it is empty for a kubeconfig that cannot be used.
+    """
+
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code
+
+    def finding(self, context: str):
+        """The run's finding for a cluster that cannot be used (only when ``code`` is set)."""
+        from nasiko_nb.codes import make_finding
+
+        return make_finding(self.code, f"cluster {context or 'current context'}", str(self),
+                            context=context or "current context", error=str(self))
 
     def _render_traceback_(self):
         return [f"ClusterError: {self}"]
@@ -89,7 +105,7 @@ class Cluster:
                 auth_settings=["BearerToken"], _preload_content=False, _request_timeout=self.request_timeout,
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise ClusterError(describe_connection_error(self.server, exc)) from None
+            raise ClusterError(describe_connection_error(self.server, exc), UNREACHABLE) from None
         return json.loads(response[0].data)
 
     def get_text(self, path: str, **query) -> str:
@@ -102,7 +118,7 @@ class Cluster:
                 _preload_content=False, _request_timeout=self.request_timeout,
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise ClusterError(describe_connection_error(self.server, exc)) from None
+            raise ClusterError(describe_connection_error(self.server, exc), UNREACHABLE) from None
         return response[0].data.decode("utf-8", errors="replace")
 
     def send_json(self, method: str, path: str, body=None, content_type: str = "application/json") -> dict:
@@ -114,11 +130,21 @@ class Cluster:
                 header_params={"Content-Type": content_type, "Accept": "application/json"},
                 _request_timeout=self.request_timeout)
         except urllib3.exceptions.HTTPError as exc:
-            raise ClusterError(describe_connection_error(self.server, exc)) from None
+            raise ClusterError(describe_connection_error(self.server, exc), UNREACHABLE) from None
         return json.loads(response[0].data or b"{}")
 
     def server_version(self) -> str:
         return self.get_json("/version").get("gitVersion", "unknown")
+
+    def check(self) -> str:
+        """One ``/version`` call: the server's version, or a ClusterError saying why the cluster cannot be used."""
+        try:
+            return self.server_version()
+        except ApiException as exc:
+            failure = ApiFailure.from_exception(exc)
+            code = UNAUTHORIZED if failure.status in (401, 403) else UNREACHABLE
+            raise ClusterError(f"the API server at {self.server} refused the request: "
+                               f"{failure.status} {failure.reason} {failure.message}".strip(), code) from None
 
 
 def describe_connection_error(server: str, exc: BaseException) -> str:
@@ -149,17 +175,10 @@ def connect(kubeconfig: str | os.PathLike | None = None, context: str | None = N
             raise ClusterError(f"in-cluster configuration is not available: {exc}") from None
         context_name = "in-cluster"
     else:
-        path = _kubeconfig_path(kubeconfig)
-        try:
-            contexts, active = config.list_kube_config_contexts(config_file=str(path))
-        except ConfigException as exc:
-            raise ClusterError(f"kubeconfig {path} is not usable: {exc}") from None
-        except Exception as exc:  # YAML errors and friends: one line, not the parser's wall
-            raise ClusterError(f"kubeconfig {path} is not valid YAML/kubeconfig: {type(exc).__name__}") from None
-        names = [c["name"] for c in contexts or []]
+        path, names, active = kubeconfig_contexts(kubeconfig)
         if context and context not in names:
             raise ClusterError(f"context {context!r} is not in {path}; known contexts: {', '.join(names) or 'none'}")
-        context_name = context or (active or {}).get("name", "")
+        context_name = context or active
         try:
             config.load_kube_config(config_file=str(path), context=context or None,
                                     client_configuration=configuration, persist_config=False)
@@ -169,13 +188,20 @@ def connect(kubeconfig: str | os.PathLike | None = None, context: str | None = N
     cluster = Cluster(api=client.ApiClient(configuration), context=context_name,
                       server=configuration.host, timeout_s=timeout_s)
     if check:
-        try:
-            cluster.server_version()
-        except ApiException as exc:
-            failure = ApiFailure.from_exception(exc)
-            raise ClusterError(f"the API server at {cluster.server} refused the request: "
-                               f"{failure.status} {failure.reason} {failure.message}".strip()) from None
+        cluster.check()
     return cluster
+
+
+def kubeconfig_contexts(kubeconfig=None) -> tuple[Path, list[str], str]:
+    """The kubeconfig's path, its context names in file order and its current context."""
+    path = _kubeconfig_path(kubeconfig)
+    try:
+        contexts, active = config.list_kube_config_contexts(config_file=str(path))
+    except ConfigException as exc:
+        raise ClusterError(f"kubeconfig {path} is not usable: {exc}") from None
+    except Exception as exc:  # YAML errors and friends: one line, not the parser's wall
+        raise ClusterError(f"kubeconfig {path} is not valid YAML/kubeconfig: {type(exc).__name__}") from None
+    return path, [c["name"] for c in contexts or []], (active or {}).get("name", "")
 
 
 def _kubeconfig_path(kubeconfig) -> Path:

@@ -371,9 +371,14 @@ _entry("provider/error", "warning", "Provider API error",
 
 # --- cluster/* : reaching the cluster at all -------------------------------------------------------------
 _entry("cluster/unreachable", "critical", "Cluster unreachable",
-       "The Kubernetes API at {server} cannot be reached: {error}.",
+       "Context {context}: {error}.",
        "10-cluster-health", "cluster-health",
        "Check the kubeconfig and context (`kubectl cluster-info`).")
+_entry("cluster/unauthorized", "critical", "Cluster credentials refused",
+       "Context {context}: {error}.",
+       "10-cluster-health", "cluster-health",
+       "Refresh the kubeconfig's credentials (`doctl kubernetes cluster kubeconfig save <cluster>` or "
+       "`aws eks update-kubeconfig --name <cluster>`) and check `kubectl auth whoami`.")
 _entry("cluster/forbidden", "warning", "Missing permission",
        "The runbook needs {verb} on {resource} in {namespace}.",
        "10-cluster-health", "cluster-health",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pandas as pd
+from IPython.display import display
 
 from nasiko_nb import fixes
 from nasiko_nb.cluster import Cluster, ClusterError, connect
@@ -110,7 +111,7 @@ class Run:
 
     def publish(self) -> str:
         """Show the record, or update it where it is already shown; returns its one-line summary."""
-        from IPython.display import display, update_display
+        from IPython.display import update_display
 
         record = self.record()
         summary = (f"{self.runbook}: outcome {record['outcome']}, {len(record['findings'])} finding(s), "
@@ -141,9 +142,15 @@ def begin(runbook: str, *, kubeconfig: str = "", context: str = "", timeout_s: f
     pd.set_option("display.max_colwidth", 400)
     pd.set_option("display.width", 250)
     try:
-        cluster = connect(kubeconfig or None, context or None, timeout_s=timeout_s)
+        cluster = connect(kubeconfig or None, context or None, timeout_s=timeout_s, check=False)
     except ClusterError as exc:
         raise RunbookInputError(str(exc)) from None
     run = Run(runbook=runbook, params={"context": context, **params}, cluster=cluster)
+    try:
+        cluster.check()
+    except ClusterError as exc:
+        # the cluster is the problem, not the input: the record says so with a finding (a fleet's table shows it)
+        display(run.add([exc.finding(cluster.context)]))
+        raise RunbookInputError(str(exc)) from None
     run.publish()
     return run

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 from kubernetes.client.rest import ApiException
 
-from nasiko_nb import records
+from nasiko_nb import notify, records
 from nasiko_nb.cluster import ApiFailure, Cluster, ClusterError, connect
 from nasiko_nb.redact import scrub
 from nasiko_nb.snapshot import CLUSTER_KINDS, DEFAULT_CLUSTER_KINDS, NAMESPACED_KINDS, PLATFORM_NAMESPACES
@@ -38,8 +38,9 @@ from nasiko_nb.snapshot import CLUSTER_KINDS, DEFAULT_CLUSTER_KINDS, NAMESPACED_
 DEFAULT_NAMESPACE = "nasiko-runbooks"
 DEFAULT_CREDENTIALS_SECRET = "nasiko-runbooks-archive"
 #: Keys of the credentials Secret put in the pod's environment: (key, optional). boto3 reads the AWS ones.
+#: Keys of the credentials Secret (name, optional): the archive's, and the webhook a run notifies (a credential too).
 ARCHIVE_KEYS = (("AWS_ACCESS_KEY_ID", False), ("AWS_SECRET_ACCESS_KEY", False), ("AWS_DEFAULT_REGION", True),
-                ("NASIKO_S3_ENDPOINT_URL", True))
+                ("NASIKO_S3_ENDPOINT_URL", True), (notify.URL_VARIABLE, True))
 #: The Dockerfile's numeric USER: the kubelet can only verify runAsNonRoot for a numeric user.
 RUN_AS_USER = 10001
 SCRATCH = "/tmp"                   # the only writable path: HOME, Jupyter's runtime files, the record before upload
@@ -222,9 +223,11 @@ def check_name(what: str, name: str, pattern: re.Pattern = _DNS_LABEL) -> str:
     return name
 
 
-def container_command(info: records.RunbookInfo, output: str, parameters: list[tuple[str, str]]) -> list[str]:
-    """What the pod runs: the same CLI as on a laptop, with no kubeconfig (in-cluster configuration)."""
-    command = ["nasiko-nb", "run", info.id, "--output", output]
+def container_command(info: records.RunbookInfo, output: str, parameters: list[tuple[str, str]],
+                      notify_on: str = "critical") -> list[str]:
+    """What the pod runs: the same CLI as on a laptop, with no kubeconfig (in-cluster configuration); it notifies
+    when the credentials Secret holds a webhook."""
+    command = ["nasiko-nb", "run", info.id, "--output", output, "--notify-on", notify_on]
     for name, value in parameters:
         command += ["-p", name, value]
     return command
@@ -242,7 +245,7 @@ def names(info: records.RunbookInfo, namespace: str) -> dict[str, str]:
 
 def build_manifests(info: records.RunbookInfo, schedule: str, output: str, *, namespace: str = DEFAULT_NAMESPACE,
                     image: str | None = None, parameters: list[tuple[str, str]] = (),
-                    credentials_secret: str = DEFAULT_CREDENTIALS_SECRET) -> list[dict]:
+                    credentials_secret: str = DEFAULT_CREDENTIALS_SECRET, notify_on: str = "critical") -> list[dict]:
     """Every object, in the order they must be created; all input is checked before anything is built."""
     schedule = validate_cron(schedule)
     output = check_output(output)
@@ -280,13 +283,15 @@ def build_manifests(info: records.RunbookInfo, schedule: str, output: str, *, na
     if info.side_effects == "mutating":
         manifests += cluster_grant("mutating_read_role", "mutating_read_binding", mutating_read_rules())
         manifests += platform_grant("write_role", "write_binding", WRITE_RULES)
+    if notify_on not in notify.THRESHOLDS:
+        raise ValueError(f"--notify-on must be one of {', '.join(notify.THRESHOLDS)}, got {notify_on!r}")
     manifests.append(cronjob(info, schedule, output, namespace=namespace, image=image, parameters=parameters,
-                             credentials_secret=credentials_secret))
+                             credentials_secret=credentials_secret, notify_on=notify_on))
     return manifests
 
 
 def cronjob(info: records.RunbookInfo, schedule: str, output: str, *, namespace: str, image: str,
-            parameters: list[tuple[str, str]], credentials_secret: str) -> dict:
+            parameters: list[tuple[str, str]], credentials_secret: str, notify_on: str = "critical") -> dict:
     """The CronJob: one run at a time, no retry (a retry would archive a second record), locked-down pod."""
     n = names(info, namespace)
     env = [{"name": "HOME", "value": SCRATCH}]
@@ -295,7 +300,7 @@ def cronjob(info: records.RunbookInfo, schedule: str, output: str, *, namespace:
             for key, optional in ARCHIVE_KEYS]
     container = {
         "name": "runbook", "image": image, "imagePullPolicy": "IfNotPresent",
-        "command": container_command(info, output, parameters), "workingDir": SCRATCH, "env": env,
+        "command": container_command(info, output, parameters, notify_on), "workingDir": SCRATCH, "env": env,
         "resources": copy.deepcopy(RESOURCES),
         "securityContext": {"runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}},
@@ -321,10 +326,11 @@ def cronjob(info: records.RunbookInfo, schedule: str, output: str, *, namespace:
 
 def credentials_hint(namespace: str, credentials_secret: str, context: str = "") -> str:
     """How to create the credentials Secret: values go in a file, never on a command line or in a manifest."""
-    keys = ", ".join(key for key, _ in ARCHIVE_KEYS)
+    required = ", ".join(key for key, optional in ARCHIVE_KEYS if not optional)
+    optional = ", ".join(key for key, optional in ARCHIVE_KEYS if optional)
     where = f"--context {context} " if context else ""
-    return (f"create the archive credentials before the first run (a file of KEY=value lines: {keys}; "
-            f"the last two are optional):\n"
+    return (f"create the archive credentials before the first run (a file of KEY=value lines: {required}; "
+            f"optional: {optional}):\n"
             f"  kubectl {where}-n {namespace} create secret generic {credentials_secret} --from-env-file=archive.env")
 
 
@@ -406,6 +412,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--credentials-secret", default=DEFAULT_CREDENTIALS_SECRET,
                         help="Secret holding the archive's credentials (not created: the command says how)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    parser.add_argument("--notify-on", choices=notify.THRESHOLDS, default="critical",
+                        help=f"notify the webhook in the credentials Secret's {notify.URL_VARIABLE} (if set) when "
+                             f"findings reach this severity (default: %(default)s)")
     parser.add_argument("--kubeconfig", default="", help="for --apply (and to check --context)")
     parser.add_argument("--context", default="")
     target = parser.add_mutually_exclusive_group()
@@ -419,7 +428,7 @@ def cmd_schedule(args) -> int:
     info = records.resolve(args.runbook)
     manifests = build_manifests(info, args.cron, args.output, namespace=args.namespace, image=args.image,
                                 parameters=[tuple(p) for p in args.parameter],
-                                credentials_secret=args.credentials_secret)
+                                credentials_secret=args.credentials_secret, notify_on=args.notify_on)
     hint = credentials_hint(args.namespace, args.credentials_secret, args.context)
     cluster = None
     if args.apply or args.context or args.kubeconfig:   # an unknown context fails here, before anything is written

@@ -56,3 +56,14 @@ class S3Server:
 
     def stop(self) -> None:
         self._moto.stop()
+
+
+@contextlib.contextmanager
+def s3_with_bucket(bucket: str):
+    """A fresh moto S3 server holding one empty bucket, stopped afterwards."""
+    server = S3Server()
+    try:
+        server.client().create_bucket(Bucket=bucket)
+        yield server
+    finally:
+        server.stop()

@@ -15,7 +15,7 @@ import pytest
 from nasiko_nb import archive, sim
 from nasiko_nb.archive import SUFFIXES, ArchiveError, LocalArchive, S3Archive, open_archive
 from nasiko_nb.cli import main
-from tests.s3_server import S3Server
+from tests.s3_server import s3_with_bucket
 from tests.secrets_check import leaked_in
 
 BUCKET = "nasiko-incidents"
@@ -42,10 +42,8 @@ class Runs:
 
 @pytest.fixture(scope="module")
 def s3():
-    server = S3Server()
-    server.client().create_bucket(Bucket=BUCKET)
-    yield server
-    server.stop()
+    with s3_with_bucket(BUCKET) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -220,7 +220,7 @@ def test_cronjob_spec():
     assert pod["serviceAccountName"] == "runbook-00-triage" and pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
     (container,) = pod["containers"]
-    assert container["command"] == ["nasiko-nb", "run", "00-triage", "--output", OUTPUT,
+    assert container["command"] == ["nasiko-nb", "run", "00-triage", "--output", OUTPUT, "--notify-on", "critical",
                                     "-p", "namespaces", "nasiko,nasiko-agents"]
     assert container["image"] == schedule.default_image()
     assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
@@ -234,6 +234,19 @@ def test_cronjob_spec():
         assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "nasiko-runbooks-archive"
     assert not {"KUBECONFIG", "KUBERNETES_SERVICE_HOST"} & set(env)   # in-cluster configuration
     assert not of_kind(manifests, "Secret")
+
+
+def test_the_webhook_comes_from_the_credentials_secret():
+    manifests = schedule.build_manifests(records.resolve("00"), "@hourly", OUTPUT, notify_on="warning")
+    container = the_cronjob(manifests)["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][container["command"].index("--notify-on") + 1] == "warning"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NASIKO_NOTIFY_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "nasiko-runbooks-archive", "key": "NASIKO_NOTIFY_URL", "optional": True}
+    assert "optional: AWS_DEFAULT_REGION, NASIKO_S3_ENDPOINT_URL, NASIKO_NOTIFY_URL" in schedule.credentials_hint(
+        "nasiko-runbooks", "nasiko-runbooks-archive")
+    with pytest.raises(ValueError, match="--notify-on must be one of critical, warning, info"):
+        schedule.build_manifests(records.resolve("00"), "@hourly", OUTPUT, notify_on="loud")
 
 
 def test_no_secret_reaches_the_container_arguments(tmp_path):
