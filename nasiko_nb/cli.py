@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from nasiko_nb import archive, fleet, notify, records, schedule
-from nasiko_nb.cluster import ClusterError, connect
+from nasiko_nb.cluster import DEFAULT_TIMEOUT_S, TIMEOUT_VARIABLE, ClusterError, connect
 from nasiko_nb.records import RecordError
 
 DEFAULT_OUTPUT = "incidents"
@@ -89,7 +89,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-contexts", action="store_true", help="run against every context of the kubeconfig")
     parser.add_argument("--workers", type=int, default=fleet.MAX_WORKERS,
                         help="clusters run at once in a fleet run (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the API server")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help=f"seconds to wait for the API server, also in the runbook (default: ${TIMEOUT_VARIABLE} or "
+                             f"{DEFAULT_TIMEOUT_S:g})")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--demo", metavar="SCENARIO")
     source.add_argument("--snapshot", type=Path, metavar="PATH")
@@ -126,7 +128,7 @@ def cmd_triage(args) -> int:
 
 def cmd_demo(args) -> int:
     args.demo, args.snapshot, args.kubeconfig, args.context, args.all_contexts = args.scenario, None, "", [], False
-    args.parameter, args.parameters_file, args.timeout, args.notify = [], None, 10.0, ""
+    args.parameter, args.parameters_file, args.timeout, args.notify, args.notify_on = [], None, None, "", "critical"
     return run_runbook(records.resolve("00-triage"), args)
 
 
@@ -138,8 +140,15 @@ def run_runbook(info: records.RunbookInfo, args) -> int:
     parameters = records.coerce_parameters(info, raw)
     webhook = notification_target(args.notify)
     destination = archive.open_archive(args.output)
-    if len(args.context) > 1 or args.all_contexts:
-        return run_fleet(info, args, parameters, destination, webhook)
+    if args.timeout is not None and args.timeout <= 0:
+        raise RecordError(f"--timeout must be more than 0 seconds, got {args.timeout:g}")
+    with environment({TIMEOUT_VARIABLE: str(args.timeout)} if args.timeout else {}):
+        if len(args.context) > 1 or args.all_contexts:
+            return run_fleet(info, args, parameters, destination, webhook)
+        return run_single(info, args, parameters, destination, webhook)
+
+
+def run_single(info: records.RunbookInfo, args, parameters: dict, destination: archive.Archive, webhook: str) -> int:
     with connection(args) as (kubeconfig, context):
         started = time.monotonic()
         result = records.execute(info, destination, parameters, kubeconfig=kubeconfig, context=context)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,13 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 DEFAULT_TIMEOUT_S = 10.0
+TIMEOUT_VARIABLE = "NASIKO_API_TIMEOUT_S"
 UNREACHABLE, UNAUTHORIZED = "cluster/unreachable", "cluster/unauthorized"
+READ_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+WRITE_RETRY_STATUSES = frozenset({429})
+MAX_ATTEMPTS = 4          # the first try and three retries
+BACKOFF_S = 0.25          # doubled per retry, with jitter ...
+MAX_BACKOFF_S = 2.0       # ... and never longer than this, nor a Retry-After beyond it
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
@@ -72,6 +80,7 @@ class Cluster:
     server: str
     timeout_s: float = DEFAULT_TIMEOUT_S
     calls: int = 0
+    retries: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -97,41 +106,47 @@ class Cluster:
 
     def get_json(self, path: str, **query) -> dict:
         """GET an API path and return the parsed JSON body; raises ApiException on HTTP errors."""
-        self.count_call()
-        params = [(k, v) for k, v in query.items() if v not in (None, "")]
-        try:
-            response = self.api.call_api(
-                path, "GET", query_params=params, header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=self.request_timeout,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            raise ClusterError(describe_connection_error(self.server, exc), UNREACHABLE) from None
-        return json.loads(response[0].data)
+        response = self._request("GET", path, query, header_params={"Accept": "application/json"})
+        return json.loads(response.data)
 
     def get_text(self, path: str, **query) -> str:
         """GET a text endpoint such as pod logs."""
-        self.count_call()
-        params = [(k, v) for k, v in query.items() if v not in (None, "")]
-        try:
-            response = self.api.call_api(
-                path, "GET", query_params=params, auth_settings=["BearerToken"],
-                _preload_content=False, _request_timeout=self.request_timeout,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            raise ClusterError(describe_connection_error(self.server, exc), UNREACHABLE) from None
-        return response[0].data.decode("utf-8", errors="replace")
+        return self._request("GET", path, query).data.decode("utf-8", errors="replace")
 
     def send_json(self, method: str, path: str, body=None, content_type: str = "application/json") -> dict:
         """A write (POST, PUT, PATCH, DELETE) with a JSON body; returns the parsed answer, raises ApiException."""
-        self.count_call()
-        try:
-            response = self.api.call_api(
-                path, method, body=body, auth_settings=["BearerToken"], _preload_content=False,
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                _request_timeout=self.request_timeout)
-        except urllib3.exceptions.HTTPError as exc:
-            raise ClusterError(describe_connection_error(self.server, exc), UNREACHABLE) from None
-        return json.loads(response[0].data or b"{}")
+        response = self._request(method, path, {}, body=body,
+                                 header_params={"Content-Type": content_type, "Accept": "application/json"})
+        return json.loads(response.data or b"{}")
+
+    def _request(self, method: str, path: str, query: dict, **kwargs):
+        """One request, retried with bounded backoff where a retry cannot do harm.
+
+        Reads are retried on 429, 5xx and a dropped connection; writes only on 429 (the server did not take the
+        request: after a 5xx or a drop a write may have been applied, and the caller must look before trying
+        again). A timeout is never retried: a slow API server would make every call of a run wait again.
+        """
+        params = [(k, v) for k, v in query.items() if v not in (None, "")]
+        retry_statuses = READ_RETRY_STATUSES if method == "GET" else WRITE_RETRY_STATUSES
+        attempt = 0
+        while True:
+            attempt += 1
+            self.count_call()
+            try:
+                return self.api.call_api(path, method, query_params=params, auth_settings=["BearerToken"],
+                                         _preload_content=False, _request_timeout=self.request_timeout,
+                                         **kwargs)[0]
+            except ApiException as exc:
+                if exc.status not in retry_statuses or attempt == MAX_ATTEMPTS:
+                    raise
+                delay = retry_delay(attempt, (exc.headers or {}).get("Retry-After"))
+            except urllib3.exceptions.HTTPError as exc:
+                if method != "GET" or attempt == MAX_ATTEMPTS or _timed_out(exc) or _refused(exc):
+                    raise ClusterError(describe_connection_error(self.server, exc), UNREACHABLE) from None
+                delay = retry_delay(attempt)
+            with self._lock:
+                self.retries += 1
+            time.sleep(delay)
 
     def server_version(self) -> str:
         return self.get_json("/version").get("gitVersion", "unknown")
@@ -147,11 +162,36 @@ class Cluster:
                                f"{failure.status} {failure.reason} {failure.message}".strip(), code) from None
 
 
+def api_timeout() -> float:
+    """Seconds to wait for the API server: ``$NASIKO_API_TIMEOUT_S`` (the CLI's ``--timeout`` sets it for the
+    runbook kernels), else 10."""
+    try:
+        return float(os.environ.get(TIMEOUT_VARIABLE) or DEFAULT_TIMEOUT_S)
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+
+
+def retry_delay(attempt: int, retry_after: str | None = None) -> float:
+    """Seconds before the next attempt: the server's Retry-After when it gives one, else exponential with
+    jitter; both capped, so a run's retries stay within seconds."""
+    if retry_after and retry_after.strip().isdigit():
+        return min(float(retry_after), MAX_BACKOFF_S)
+    return min(BACKOFF_S * 2 ** (attempt - 1), MAX_BACKOFF_S) * random.uniform(0.5, 1.0)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower()
+
+
+def _refused(exc: BaseException) -> bool:
+    return "refused" in str(exc).lower()
+
+
 def describe_connection_error(server: str, exc: BaseException) -> str:
     text = str(exc)
-    if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
+    if _timed_out(exc):
         return f"the API server at {server} did not answer in time (timed out)"
-    if "refused" in text.lower():
+    if _refused(exc):
         return f"cannot reach the API server at {server}: connection refused"
     if "name or service not known" in text.lower() or "nodename nor servname" in text.lower():
         return f"cannot resolve the API server's host in {server}"
@@ -159,11 +199,12 @@ def describe_connection_error(server: str, exc: BaseException) -> str:
 
 
 def connect(kubeconfig: str | os.PathLike | None = None, context: str | None = None,
-            in_cluster: bool | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, check: bool = True) -> Cluster:
+            in_cluster: bool | None = None, timeout_s: float | None = None, check: bool = True) -> Cluster:
     """Build a Cluster from a kubeconfig (default $KUBECONFIG or ~/.kube/config) or in-cluster config.
 
     ``in_cluster=None`` picks in-cluster configuration when no kubeconfig is given and the pod's
     service-account token exists. ``check`` makes one ``/version`` call so a wrong server fails here.
+    ``timeout_s`` defaults to :func:`api_timeout`.
     """
     configuration = client.Configuration()
     if in_cluster is None:
@@ -186,7 +227,7 @@ def connect(kubeconfig: str | os.PathLike | None = None, context: str | None = N
             raise ClusterError(f"kubeconfig {path} is not usable: {exc}") from None
     configuration.retries = 0
     cluster = Cluster(api=client.ApiClient(configuration), context=context_name,
-                      server=configuration.host, timeout_s=timeout_s)
+                      server=configuration.host, timeout_s=timeout_s or api_timeout())
     if check:
         cluster.check()
     return cluster

@@ -132,7 +132,7 @@ class Run:
 SECRET_PARAMETER_WORDS = ("password", "token", "secret_value", "api_key", "dockerconfigjson")
 
 
-def begin(runbook: str, *, kubeconfig: str = "", context: str = "", timeout_s: float = 10.0, **params) -> Run:
+def begin(runbook: str, *, kubeconfig: str = "", context: str = "", timeout_s: float | None = None, **params) -> Run:
     """Validate the parameters and connect; any problem ends here with one clear sentence."""
     for name in params:
         if any(word in name.lower() for word in SECRET_PARAMETER_WORDS):

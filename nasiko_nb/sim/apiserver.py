@@ -95,8 +95,11 @@ class KubeApiHandler(BaseHTTPRequestHandler):
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+    def _send(self, status: int, body: bytes, content_type: str = "application/json", headers=None) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            if value is not None:
+                self.send_header(name, str(value))
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-cache, private")
@@ -122,10 +125,17 @@ class KubeApiHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         self.query = {key: values[-1] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
         body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
-        fault = next((f for f in getattr(self.server, "faults", ()) if f.matches(method, url.path)), None)
+        fault = next((f for f in getattr(self.server, "faults", ()) if f.matches(method, url.path) and f.take()), None)
         try:
             if fault is not None:
-                raise ApiError(fault.status, FAULT_REASONS.get(fault.status, "InternalError"), fault.message)
+                self.server.stopping.wait(fault.delay_s)
+                if fault.drop:
+                    self.close_connection = True   # the socket closes with no answer: a dropped connection
+                    return
+                if fault.status:
+                    error = ApiError(fault.status, FAULT_REASONS.get(fault.status, "InternalError"), fault.message)
+                    self._send(error.status, _dumps(error.to_status()), headers={"Retry-After": fault.retry_after})
+                    return
             self._route(method, [part for part in url.path.split("/") if part], body)
         except ApiError as error:
             self._send_error(error)

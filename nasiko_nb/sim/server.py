@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,17 +19,34 @@ if TYPE_CHECKING:
     from nasiko_nb.sim.kong import KongServer
 
 
-@dataclass(frozen=True)
+@dataclass
 class Fault:
-    """An injected API error: requests whose method and path match answer ``status`` with a Status body."""
+    """An injected failure for requests whose method and path match: an error ``status`` with a Status body
+    (and a ``Retry-After`` header if given), an answer after ``delay_s`` (status 0: the real answer, late), or a
+    connection closed without an answer (``drop``). ``times`` makes it transient: only that many requests fail."""
 
     status: int
     path: str            # regular expression searched in the URL path
     method: str = "GET"
     message: str = "injected fault"
+    times: int | None = None
+    delay_s: float = 0.0
+    drop: bool = False
+    retry_after: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def matches(self, method: str, path: str) -> bool:
         return method == self.method and re.search(self.path, path) is not None
+
+    def take(self) -> bool:
+        """Count one request against ``times``; False once the fault is used up."""
+        with self._lock:
+            if self.times is None:
+                return True
+            if self.times <= 0:
+                return False
+            self.times -= 1
+            return True
 
 
 class _EmulatorHTTPServer(ThreadingHTTPServer):
