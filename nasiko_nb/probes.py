@@ -10,7 +10,7 @@ import re
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 from kubernetes.client.rest import ApiException
@@ -72,19 +72,41 @@ def _debug_pod(cluster: Cluster, host: str, port: int, address: str, namespace: 
         return ProbeResult(address, False, "debug pod not created", f"{failure.status} {failure.reason}: {failure.message}")
     fixes.record(plan, create)
     try:
-        phase = _wait(cluster, f"{path}/{name}", wait_s)
-        try:
-            output = cluster.get_text(f"{path}/{name}/log", container="probe").strip()
-        except ApiException:
-            output = ""
-        return ProbeResult(address, phase == "Succeeded", f"debug pod {name}", output or f"pod {phase or 'did not finish'}")
+        result = _observe(cluster, f"{path}/{name}", address, name, wait_s)
     finally:
-        try:
-            cluster.send_json("DELETE", f"{path}/{name}", {"gracePeriodSeconds": 0})
-            fixes.record(plan, Change(verb="delete", path=f"{path}/{name}", resource=create.resource,
-                                      description="debug pod removed"))
-        except ApiException:
-            pass
+        left_over = _remove(cluster, plan, create, f"{path}/{name}")
+    if left_over:
+        return replace(result, output=f"{result.output}; the debug pod was not deleted ({left_over}): "
+                                      f"kubectl delete pod -n {namespace} {name}")
+    return result
+
+
+def _observe(cluster: Cluster, path: str, address: str, name: str, wait_s: float) -> ProbeResult:
+    """Wait for the debug pod to finish and read its log; an API refusal is the probe's answer, not a crash."""
+    try:
+        phase = _wait(cluster, path, wait_s)
+    except ApiException as exc:
+        failure = ApiFailure.from_exception(exc)
+        return ProbeResult(address, False, f"debug pod {name}",
+                           f"could not read the debug pod: {failure.status} {failure.reason}: {failure.message}")
+    try:
+        output = cluster.get_text(f"{path}/log", container="probe").strip()
+    except ApiException:
+        output = ""
+    return ProbeResult(address, phase == "Succeeded", f"debug pod {name}", output or f"pod {phase or 'did not finish'}")
+
+
+def _remove(cluster: Cluster, plan: Plan, create: Change, path: str) -> str:
+    """Delete the debug pod and journal it; "" when it is gone, else why it is not."""
+    try:
+        cluster.send_json("DELETE", path, {"gracePeriodSeconds": 0})
+    except ApiException as exc:
+        failure = ApiFailure.from_exception(exc)
+        if failure.status == 404:
+            return ""
+        return f"{failure.status} {failure.reason}"
+    fixes.record(plan, Change(verb="delete", path=path, resource=create.resource, description="debug pod removed"))
+    return ""
 
 
 def _wait(cluster: Cluster, path: str, wait_s: float) -> str:

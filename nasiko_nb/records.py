@@ -152,9 +152,11 @@ def _execute_into(notebook_path: Path, info: RunbookInfo, parameters: dict, kube
     run_parameters = {**parameters, "kubeconfig": str(kubeconfig or ""), "context": context}
     error = ""
     try:
+        # kernel log level CRITICAL: its shutdown chatter (an interrupt while a background request retries) is not
+        # the runbook's output, which is in the notebook
         papermill.execute_notebook(str(info.path), str(notebook_path), parameters=run_parameters,
                                    kernel_name="python3", progress_bar=False, log_output=False,
-                                   cwd=str(info.path.parent), extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                   cwd=str(info.path.parent), extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except PapermillExecutionError as exc:
         error = _one_line(exc.ename, exc.evalue)
     nb = nbformat.read(notebook_path, as_version=4)

@@ -70,6 +70,9 @@ class Run:
         """The Deployment, or one sentence naming the Deployments that do exist there."""
         self.require_namespace(snap, namespace)
         found = snap.get("Deployment", namespace, name)
+        if found is None and ("Deployment", namespace) in snap.unreadable:
+            raise RunbookInputError(f"deployment {name!r} cannot be looked at: the Deployments of {namespace!r} "
+                                    f"could not be read (the findings above say why)")
         if found is None:
             known = sorted(d["metadata"]["name"] for d in snap.deployments if d["metadata"].get("namespace") == namespace)
             raise RunbookInputError(f"deployment {name!r} not found in namespace {namespace!r}; "
@@ -78,6 +81,9 @@ class Run:
 
     def require_agent(self, snap: Snapshot, agent: str) -> None:
         known = snap.agents()
+        if agent and agent not in known and snap.unreadable:
+            raise RunbookInputError(f"agent {agent!r} cannot be looked for: part of the cluster could not be read "
+                                    f"(the findings above say why)")
         if agent and agent not in known:
             raise RunbookInputError(f"agent {agent!r} not found (no Deployment, Pod or Job of it); "
                                     f"known agents: {', '.join(sorted(known)) or 'none'}")
@@ -132,8 +138,12 @@ class Run:
 SECRET_PARAMETER_WORDS = ("password", "token", "secret_value", "api_key", "dockerconfigjson")
 
 
-def begin(runbook: str, *, kubeconfig: str = "", context: str = "", timeout_s: float | None = None, **params) -> Run:
-    """Validate the parameters and connect; any problem ends here with one clear sentence."""
+def begin(runbook: str, *, kubeconfig: str = "", context: str = "", api_timeout_s: float | None = None, **params) -> Run:
+    """Validate the parameters and connect; any problem ends here with one clear sentence.
+
+    ``params`` are the runbook's own (recorded); ``api_timeout_s`` bounds each API request (default:
+    ``$NASIKO_API_TIMEOUT_S`` or 10 s), apart from any wait a runbook parameter sets.
+    """
     for name in params:
         if any(word in name.lower() for word in SECRET_PARAMETER_WORDS):
             raise RunbookInputError(f"parameter {name!r} looks like a secret: pass it through the environment or a file")
@@ -142,7 +152,7 @@ def begin(runbook: str, *, kubeconfig: str = "", context: str = "", timeout_s: f
     pd.set_option("display.max_colwidth", 400)
     pd.set_option("display.width", 250)
     try:
-        cluster = connect(kubeconfig or None, context or None, timeout_s=timeout_s, check=False)
+        cluster = connect(kubeconfig or None, context or None, timeout_s=api_timeout_s, check=False)
     except ClusterError as exc:
         raise RunbookInputError(str(exc)) from None
     run = Run(runbook=runbook, params={"context": context, **params}, cluster=cluster)

@@ -272,6 +272,9 @@ CLUSTER_KINDS = {
     "nodemetrics": ("/apis/metrics.k8s.io/v1beta1/nodes", "NodeMetrics", "metrics.k8s.io/v1beta1"),
 }
 DEFAULT_CLUSTER_KINDS = ("namespaces", "nodes")
+#: Kinds a cluster may not serve (metrics-server not installed): their 404 means "none". For every other kind
+#: a 404 means the API is not what it should be (a wrong server URL, a proxy) and is a finding.
+OPTIONAL_KINDS = frozenset({"NodeMetrics"})
 PLATFORM_NAMESPACES = ("nasiko", "nasiko-agents", "buildkit")
 ALL_NAMESPACES = None
 
@@ -281,8 +284,8 @@ def take_snapshot(cluster: Cluster, namespaces=PLATFORM_NAMESPACES, kinds=tuple(
     """Read the cluster with one list call per (kind, namespace): the count never depends on object counts.
 
     ``namespaces=ALL_NAMESPACES`` lists each kind once across the cluster (what a node's requests need).
-    A 403 becomes a ``cluster/forbidden`` finding naming the verb and resource needed, and the
-    snapshot goes on with what it can see.
+    A 403 becomes a ``cluster/forbidden`` finding naming the verb and resource needed, another error a
+    ``cluster/api-error`` finding, and the snapshot goes on with what it can see.
     """
     objects, problems, unreadable = [], [], set()
 
@@ -292,7 +295,7 @@ def take_snapshot(cluster: Cluster, namespaces=PLATFORM_NAMESPACES, kinds=tuple(
         except ApiException as exc:
             failure = ApiFailure.from_exception(exc)
             where = namespace or "the whole cluster"
-            if failure.status == 404:
+            if failure.status == 404 and kind in OPTIONAL_KINDS:
                 return
             unreadable.add((kind, namespace or ""))
             code = "cluster/forbidden" if failure.status == 403 else "cluster/api-error"

@@ -131,3 +131,18 @@ def test_the_cli_timeout_reaches_the_runbook(server, tmp_path, capsys):
     assert err.endswith("ClusterError: the API server at " + server.url + " did not answer in time (timed out)")
     [record] = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")]
     assert record["outcome"] == "error" and "Traceback" not in json.dumps(record)
+
+
+def test_a_name_that_cannot_be_looked_up_is_not_called_missing(server, cluster):
+    """A forbidden list must not read as "the Deployment does not exist": the run says it could not look."""
+    from nasiko_nb.runbook import Run, RunbookInputError
+
+    server.inject(Fault(403, r"/namespaces/nasiko/deployments$", message="deployments.apps is forbidden"))
+    run = Run(runbook="12-restart-deployment", params={}, cluster=cluster)
+    snap = take_snapshot(cluster)
+    with pytest.raises(RunbookInputError, match="the Deployments of 'nasiko' could not be read"):
+        run.require_deployment(snap, "nasiko", "nasiko-backend")
+    with pytest.raises(RunbookInputError, match="agent 'ghost-agent' cannot be looked for"):
+        run.require_agent(snap, "ghost-agent")
+    with pytest.raises(RunbookInputError, match="deployment 'nasiko-bakend' not found in namespace 'nasiko-agents'"):
+        run.require_deployment(snap, "nasiko-agents", "nasiko-bakend")

@@ -14,7 +14,7 @@ from typing import Callable
 import pandas as pd
 from kubernetes.client.rest import ApiException
 
-from nasiko_nb.cluster import ApiFailure, Cluster
+from nasiko_nb.cluster import ApiFailure, Cluster, ClusterError
 
 PATCH_TYPES = {
     "merge": "application/merge-patch+json",
@@ -114,14 +114,16 @@ def send_in_order(cluster: Cluster, plan: Plan, progress: Progress = no_progress
     """Send every change of the plan in order, journaling each; a refusal stops with what was and was not applied."""
     results = []
     for change in plan.changes:
+        before = (f"; applied before it: {', '.join(r['resource'] for r in results)}" if results else
+                  "; nothing was changed before it")
         try:
             response = send(cluster, change)
         except ApiException as exc:
             failure = ApiFailure.from_exception(exc)
-            done = (f"; applied before it: {', '.join(r['resource'] for r in results)}; not applied: the rest"
-                    if results else "; nothing was changed")
             raise FixFailed(f"{change.verb} {change.resource} was refused: {failure.status} {failure.reason}: "
-                            f"{failure.message}{done}") from None
+                            f"{failure.message}{before}; not applied: the rest") from None
+        except ClusterError as exc:
+            raise FixFailed(f"{exc}{before}; not sent: the rest") from None
         results.append(record(plan, change, response))
         progress(sum(c.objects for c in plan.changes[:len(results)]), plan.objects)
     return results
@@ -145,11 +147,17 @@ def record(plan: Plan, change: Change, response: dict | None = None) -> dict:
 
 
 def send(cluster: Cluster, change: Change) -> dict:
-    """Send one change as its API request; raises ApiException when refused."""
-    if change.verb == "patch":
-        return cluster.send_json("PATCH", change.path, change.body, PATCH_TYPES[change.patch_type])
-    method = {"delete": "DELETE", "delete-collection": "DELETE", "replace": "PUT", "create": "POST"}[change.verb]
-    return cluster.send_json(method, change.path, change.body)
+    """Send one change as its API request; raises ApiException when refused, and a ClusterError saying the change
+    may have been applied when the API server did not answer (a write is not retried then)."""
+    method = {"patch": "PATCH", "delete": "DELETE", "delete-collection": "DELETE", "replace": "PUT",
+              "create": "POST"}[change.verb]
+    try:
+        if change.verb == "patch":
+            return cluster.send_json(method, change.path, change.body, PATCH_TYPES[change.patch_type])
+        return cluster.send_json(method, change.path, change.body)
+    except ClusterError as exc:
+        raise ClusterError(f"{change.verb} {change.resource} got no answer ({exc}); it may or may not have been "
+                           f"applied: look at {change.resource} before trying again", exc.code) from None
 
 
 def journal_records() -> list[dict]:

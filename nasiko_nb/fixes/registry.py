@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 from nasiko_nb import fixes
 from nasiko_nb.checks.build import failed_build_jobs
 from nasiko_nb.checks.registry import PLATFORM_SECRETS
-from nasiko_nb.cluster import ApiFailure, Cluster
+from nasiko_nb.cluster import ApiFailure, Cluster, ClusterError
 from nasiko_nb.credentials import read_docker_credential, registry_client
 from nasiko_nb.fixes import Change, FixFailed, Plan
 from nasiko_nb.fixes.workloads import delete_job_change, restart_change
@@ -30,6 +30,7 @@ from nasiko_nb.snapshot import Snapshot
 RESET = "reset-registry-credentials"
 CLEANUP = "delete-failed-jobs"
 DOCKERCONFIG = ".dockerconfigjson"
+CONFLICT_ATTEMPTS = 3   # reads and PUTs of one secret before a 409 Conflict stands
 
 
 def plan_reset(snap: Snapshot, new_credentials: str, obtain: Callable[[], DockerCredential], target: str,
@@ -66,12 +67,18 @@ def _execute_reset(cluster: Cluster, plan: Plan, obtain: Callable[[], DockerCred
         namespace, name = change.resource.split(" ", 1)[1].split("/", 1)
         try:
             previous = _replace(cluster, namespace, name, credential)
-        except ApiException as exc:
-            failure = ApiFailure.from_exception(exc)
+        except (ApiException, ClusterError) as exc:
+            if isinstance(exc, ApiException):
+                failure = ApiFailure.from_exception(exc)
+                why = f"{failure.status} {failure.reason}"
+                state = f"unchanged ({why})"
+            else:   # no answer: the PUT may have been applied
+                why = str(exc)
+                state = "unknown: the API server did not answer; it may hold the new credentials"
             states = {c.resource: "unchanged" for c in plan.changes}
             states.update(_restore(cluster, plan, replaced))
-            states[change.resource] = f"unchanged ({failure.status} {failure.reason})"
-            raise FixFailed(f"{change.resource} could not be replaced ({failure.status} {failure.reason}); "
+            states[change.resource] = state
+            raise FixFailed(f"{change.resource} could not be replaced ({why}); "
                             + "; ".join(f"{r}: {state}" for r, state in states.items())) from None
         replaced.append((change, previous))
         done = dataclasses.replace(change, description=change.description.split(" -> ")[0] + f" -> {credential.summary()}")
@@ -81,26 +88,36 @@ def _execute_reset(cluster: Cluster, plan: Plan, obtain: Callable[[], DockerCred
 
 def _replace(cluster: Cluster, namespace: str, name: str, credential: DockerCredential) -> dict | None:
     """PUT the new credentials into the secret (POST if absent), marked with when (REPLACED_AT, since its
-    creationTimestamp stays); returns the previous data and mark for a rollback."""
+    creationTimestamp stays); returns the previous data and mark for a rollback.
+
+    The PUT carries the resourceVersion it read: if someone changed the secret meanwhile (409 Conflict), it is
+    read again and only the credentials and the mark are put over the other writer's version, so both changes
+    stay; after CONFLICT_ATTEMPTS conflicts the 409 stands.
+    """
     path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
     data = {DOCKERCONFIG: base64.b64encode(credential.dockerconfigjson().encode()).decode()}
-    try:
-        current = cluster.get_json(path)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        cluster.send_json("POST", f"/api/v1/namespaces/{namespace}/secrets", {
-            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-            "metadata": {"name": name, "namespace": namespace}, "data": data})
-        return None
-    annotations = current["metadata"].get("annotations") or {}
-    previous = {"data": dict(current.get("data") or {}), REPLACED_AT: annotations.get(REPLACED_AT)}
-    current["data"] = {**previous["data"], **data}
-    current["type"] = current.get("type") or "kubernetes.io/dockerconfigjson"
-    current["metadata"]["annotations"] = {
-        **annotations, REPLACED_AT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    cluster.send_json("PUT", path, current)
-    return previous
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            current = cluster.get_json(path)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            cluster.send_json("POST", f"/api/v1/namespaces/{namespace}/secrets", {
+                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                "metadata": {"name": name, "namespace": namespace}, "data": data})
+            return None
+        annotations = current["metadata"].get("annotations") or {}
+        previous = {"data": dict(current.get("data") or {}), REPLACED_AT: annotations.get(REPLACED_AT)}
+        current["data"] = {**previous["data"], **data}
+        current["type"] = current.get("type") or "kubernetes.io/dockerconfigjson"
+        current["metadata"]["annotations"] = {
+            **annotations, REPLACED_AT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        try:
+            cluster.send_json("PUT", path, current)
+            return previous
+        except ApiException as exc:
+            if exc.status != 409 or attempt == CONFLICT_ATTEMPTS:
+                raise
 
 
 def _restore(cluster: Cluster, plan: Plan, replaced: list[tuple[Change, dict | None]]) -> dict[str, str]:
@@ -124,6 +141,8 @@ def _restore(cluster: Cluster, plan: Plan, replaced: list[tuple[Change, dict | N
             fixes.record(plan, dataclasses.replace(change, description="rollback: previous credentials put back"))
         except ApiException as exc:
             states[change.resource] = f"NEW credentials (restore failed: {exc.status} {exc.reason})"
+        except ClusterError as exc:
+            states[change.resource] = f"NEW credentials, or the old ones if the restore got through ({exc})"
     return states
 
 

@@ -127,7 +127,9 @@ def plan_remove_stale(routing: AgentRouting) -> list[Plan]:
 
 def plan_clean_records(agent: str) -> tuple[pd.DataFrame, list[Plan]]:
     """The dry run of the MongoDB clean-up (counts per collection) and its plan; blocked, with the reason
-    shown, when MongoDB cannot be reached from here."""
+    shown, when MongoDB cannot be reached from here. No agent (none deployed, or none readable): nothing."""
+    if not agent:
+        return agentdb.records_frame({}), []
     try:
         with agentdb.connect() as connection:
             counts, where = agentdb.count_records(connection, agent), connection.uri_summary
