@@ -10,6 +10,7 @@ prints the runbook x fault table (``--writes``: the fix runbooks apply their fix
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -124,19 +125,30 @@ def run_cell(runbook: str, fault: str, writes: bool = False) -> Cell:
     """
     scenario, parameters = FIXES[runbook] if writes else RUNBOOKS[runbook]
     faults, transparent = (WRITE_FAULTS if writes else FAULTS)[fault]
-    with tempfile.TemporaryDirectory(prefix="nasiko-fault-") as scratch, sim.start(scenario) as server:
-        kubeconfig = server.write_kubeconfig(Path(scratch) / "kubeconfig", context=f"fault-{scenario}")
-        if writes:
-            parameters = parameters(server)
+
+    def prepare(server) -> dict:
         for injected in faults():
             server.inject(injected)
+        return parameters(server) if writes else parameters
+
+    with emulated_run(runbook, scenario, prepare) as (_, done, records):
+        return judge(runbook, fault, transparent, done, records, writes)
+
+
+@contextlib.contextmanager
+def emulated_run(runbook: str, scenario: str, prepare, token: str = "nasiko-sim-token", timeout_s: float = TIMEOUT_S):
+    """``nasiko-nb run RUNBOOK`` in a subprocess against a fresh emulator of ``scenario``; ``prepare(server)``
+    readies the emulator and returns the run's parameters; yields (server, finished process, records folder)."""
+    with tempfile.TemporaryDirectory(prefix="nasiko-run-") as scratch, sim.start(scenario) as server:
+        kubeconfig = server.write_kubeconfig(Path(scratch) / "kubeconfig", context=f"sim-{scenario}", token=token)
+        parameters = prepare(server)
+        records = Path(scratch) / "records"
         command = [str(Path(sys.executable).parent / "nasiko-nb"), "run", runbook, "--kubeconfig", str(kubeconfig),
-                   "--timeout", str(TIMEOUT_S), "--output", str(Path(scratch) / "records")]
+                   "--timeout", str(timeout_s), "--output", str(records)]
         for name, value in parameters.items():
             command += ["-p", name, str(value)]
         environment = {**os.environ, **server.environment()}
-        done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
-        return judge(runbook, fault, transparent, done, Path(scratch) / "records", writes)
+        yield server, subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300), records
 
 
 def judge(runbook: str, fault: str, transparent: bool, done: subprocess.CompletedProcess, records: Path,

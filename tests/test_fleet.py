@@ -1,14 +1,12 @@
 """Fleet triage: three clusters of one kubeconfig (two emulators and one that nothing answers) in parallel, one
 record each in S3 (moto, server mode), an aggregated cluster x code table, notifications for the clusters with
 critical findings, and canary credentials planted everywhere appearing in no record and no output."""
-import base64
 import contextlib
 import io
 import json
 import re
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,7 +16,7 @@ import yaml
 from nasiko_nb import fleet, records, sim
 from nasiko_nb.cli import main
 from nasiko_nb.cluster import UNAUTHORIZED, ClusterError, connect
-from nasiko_nb.sim.platform import PLATFORM_REGISTRY
+from tests.canaries import CANARY_AWS_SECRET, CANARY_DO_TOKEN, bearer_token, canaries_in, plant_canaries
 from tests.s3_server import S3Server, s3_with_bucket
 from tests.test_archive import closed_port, one_line_error
 from tests.webhook_server import WebhookServer
@@ -27,38 +25,7 @@ BUCKET = "fleet-incidents"
 LOCATION = f"s3://{BUCKET}/fleet"
 SCENARIOS = {"prod-a": "healthy", "prod-b": "image-pull-missing-secret"}
 DEAD = "staging"
-CANARY_USER = "canary-robot"
-CANARY_PASSWORD = "Canary-Pa55w0rd/with+symbols=1"
-CANARY_DO_TOKEN = "dop_v1_" + "c4a7e1" * 10 + "beef"
-CANARY_AWS_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYCANARY00001"
-CANARY_BEARER = {context: f"eyJhbGciOiJSUzI1NiJ9.canary-{context}-bearer.c2lnbmF0dXJl" for context in (*SCENARIOS, DEAD)}
-CANARIES = (CANARY_PASSWORD, CANARY_DO_TOKEN, CANARY_AWS_SECRET, f"{CANARY_USER}:{CANARY_PASSWORD}",
-            *CANARY_BEARER.values())
-
-
-def canary_forms(value: str) -> set[str]:
-    encoded = base64.b64encode(value.encode()).decode()
-    return {value, encoded, encoded.rstrip("="), base64.urlsafe_b64encode(value.encode()).decode().rstrip("="),
-            urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}
-
-
-def canaries_in(text: str) -> list[str]:
-    return [form[:8] + "..." for value in CANARIES for form in canary_forms(value) if form in text]
-
-
-def plant_canaries(server) -> None:
-    """A registry secret for the platform's registry and a provider-credentials secret, read by the triage."""
-    host = PLATFORM_REGISTRY.split("/")[0]
-    auth = base64.b64encode(f"{CANARY_USER}:{CANARY_PASSWORD}".encode()).decode()
-    config = {"auths": {host: {"username": CANARY_USER, "password": CANARY_PASSWORD, "auth": auth}}}
-    encode = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
-    server.store.create({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-                         "metadata": {"name": "canary-regcred", "namespace": "nasiko-agents"},
-                         "data": {".dockerconfigjson": encode(json.dumps(config))}})
-    server.store.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                         "metadata": {"name": "canary-provider", "namespace": "nasiko"},
-                         "data": {"DIGITALOCEAN_TOKEN": encode(CANARY_DO_TOKEN),
-                                  "AWS_SECRET_ACCESS_KEY": encode(CANARY_AWS_SECRET)}})
+BEARERS = [bearer_token(name) for name in (*SCENARIOS, DEAD)]
 
 
 def write_fleet_kubeconfig(path, servers: dict[str, str]) -> str:
@@ -66,7 +33,7 @@ def write_fleet_kubeconfig(path, servers: dict[str, str]) -> str:
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": next(iter(servers)),
         "clusters": [{"name": name, "cluster": {"server": url}} for name, url in servers.items()],
-        "users": [{"name": f"{name}-user", "user": {"token": CANARY_BEARER[name]}} for name in servers],
+        "users": [{"name": f"{name}-user", "user": {"token": bearer_token(name)}} for name in servers],
         "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-user"}} for name in servers]}))
     return str(path)
 
@@ -171,9 +138,9 @@ def test_no_canary_in_any_record_or_output(fleet_run, s3_environment):
     keys = fleet_run.s3.keys(BUCKET, "fleet/")
     for key in keys:
         text = client.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
-        assert canaries_in(text) == [], key
-    assert canaries_in(fleet_run.out + fleet_run.err) == []
-    assert canaries_in(json.dumps(fleet_run.webhook.payloads)) == []
+        assert canaries_in(text, BEARERS) == [], key
+    assert canaries_in(fleet_run.out + fleet_run.err, BEARERS) == []
+    assert canaries_in(json.dumps(fleet_run.webhook.payloads), BEARERS) == []
 
 
 def test_notifications_for_clusters_at_critical_only(fleet_run):

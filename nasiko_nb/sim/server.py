@@ -84,14 +84,14 @@ class SimServer:
                                         name=f"sim-apiserver-{self.port}", daemon=True)
         self._thread.start()
 
-    def write_kubeconfig(self, path, context: str = "nasiko-sim") -> Path:
+    def write_kubeconfig(self, path, context: str = "nasiko-sim", token: str = "nasiko-sim-token") -> Path:
         """An ordinary kubeconfig (token user) pointing at this server; kubectl and the client accept any token."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         config = {
             "apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": context,
             "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            "users": [{"name": f"{context}-user", "user": {"token": "nasiko-sim-token"}}],
+            "users": [{"name": f"{context}-user", "user": {"token": token}}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-user",
                                                        "namespace": "default"}}],
         }
