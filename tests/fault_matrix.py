@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,8 @@ WRITE_FAULTS = {
     "slow": (lambda: _on_writes(0, delay_s=TIMEOUT_S * 2), False),
     "dropped": (lambda: _on_writes(0, drop=True), False),
 }
+#: moto keeps its state per process: two ECR scenarios served at once would reset each other's repositories
+_AWS_STATE = threading.Lock()
 UNANSWERED = ("slow", "dropped")   # write faults after which the object's state is unknown, and the run must say so
 
 
@@ -139,7 +142,8 @@ def run_cell(runbook: str, fault: str, writes: bool = False) -> Cell:
 def emulated_run(runbook: str, scenario: str, prepare, token: str = "nasiko-sim-token", timeout_s: float = TIMEOUT_S):
     """``nasiko-nb run RUNBOOK`` in a subprocess against a fresh emulator of ``scenario``; ``prepare(server)``
     readies the emulator and returns the run's parameters; yields (server, finished process, records folder)."""
-    with tempfile.TemporaryDirectory(prefix="nasiko-run-") as scratch, sim.start(scenario) as server:
+    one_at_a_time = _AWS_STATE if scenario.startswith("ecr-") else contextlib.nullcontext()
+    with one_at_a_time, tempfile.TemporaryDirectory(prefix="nasiko-run-") as scratch, sim.start(scenario) as server:
         kubeconfig = server.write_kubeconfig(Path(scratch) / "kubeconfig", context=f"sim-{scenario}", token=token)
         parameters = prepare(server)
         records = Path(scratch) / "records"

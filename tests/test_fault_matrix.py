@@ -1,5 +1,11 @@
-"""The fault matrix (tests/fault_matrix.py), asserted: every runbook under every read fault, every fix runbook
-under every write fault, ends with findings or one clear line, and a transient fault leaves no trace."""
+"""The fault matrix (tests/fault_matrix.py), asserted: runbooks under read faults, fix runbooks under write faults,
+end with findings or one clear line, and a transient fault leaves no trace.
+
+The suite runs every runbook under the faults whose handling differs per runbook (its own reads outside the
+snapshot: probes, logs, rollouts, provider calls) and the retried faults, which all go through one client path, on
+three runbooks: 109 of the 184 cells, to keep the suite in minutes. ``python -m tests.fault_matrix`` (and
+``--writes``) runs all of them.
+"""
 import subprocess
 
 import nbformat
@@ -7,7 +13,10 @@ import pytest
 
 from tests import fault_matrix
 
-WORKERS = 3   # cells are subprocesses waiting on kernels and emulators: more than the cores pays
+WORKERS = 2   # cells are subprocesses with a kernel each: more than the cores only makes the kernels late
+EVERY_RUNBOOK = ("403", "503", "slow", "dropped")
+RETRIED_ON = ("00-triage", "05-image-pull-backoff", "10-cluster-health")
+WRITE_FAULTS = ("403", "409", "429 x1", "500", "slow", "dropped")
 
 
 def assert_green(cells):
@@ -17,12 +26,13 @@ def assert_green(cells):
 
 @pytest.mark.parametrize("runbook", list(fault_matrix.RUNBOOKS))
 def test_read_faults(runbook):
-    assert_green(fault_matrix.run_matrix([runbook], workers=WORKERS))
+    more = ("404", "429", "429 x2", "500 x2", "dropped x2") if runbook in RETRIED_ON else ()
+    assert_green(fault_matrix.run_matrix([runbook], (*EVERY_RUNBOOK, *more), workers=WORKERS))
 
 
 @pytest.mark.parametrize("runbook", list(fault_matrix.FIXES))
 def test_write_faults(runbook):
-    assert_green(fault_matrix.run_matrix([runbook], workers=WORKERS, writes=True))
+    assert_green(fault_matrix.run_matrix([runbook], WRITE_FAULTS, workers=WORKERS, writes=True))
 
 
 def test_the_judge_sees_a_traceback_wall_and_a_fault_nobody_noticed(tmp_path):

@@ -23,7 +23,7 @@ __all__ = ["SCENARIOS", "SECRET_VALUES", "SnapshotError", "UnknownScenario", "bu
 
 
 def build_store(scenario: str | None = None, snapshot: str | Path | None = None, *, writable_snapshot: bool = False,
-                extra_pods: int = 0, extra_nodes: int = 0, extra_jobs: int = 0) -> Store:
+                extra_pods: int = 0, extra_nodes: int = 0, extra_jobs: int = 0, extra_events: int = 0) -> Store:
     """The Store of a scenario (default "healthy") or of a replayed snapshot, with controllers subscribed.
 
     A snapshot is served read-only unless ``writable_snapshot``; its controllers pull any image (the
@@ -39,7 +39,8 @@ def build_store(scenario: str | None = None, snapshot: str | Path | None = None,
         nodes = nodes_from_objects([o for o in objects if o["kind"] == "Node"])
         Controllers(store, RegistryWorld(permissive=True), nodes).attach()
         return store
-    cluster = build(scenario or "healthy", extra_pods=extra_pods, extra_nodes=extra_nodes, extra_jobs=extra_jobs)
+    cluster = build(scenario or "healthy", extra_pods=extra_pods, extra_nodes=extra_nodes, extra_jobs=extra_jobs,
+                    extra_events=extra_events)
     return _scenario_store(cluster)[0]
 
 
@@ -55,7 +56,8 @@ def _scenario_store(cluster: Cluster) -> tuple[Store, Controllers]:
 
 
 def start(scenario: str | None = "healthy", snapshot: str | Path | None = None, *, port: int = 0,
-          writable_snapshot: bool = False, extra_pods: int = 0, extra_nodes: int = 0, extra_jobs: int = 0) -> SimServer:
+          writable_snapshot: bool = False, extra_pods: int = 0, extra_nodes: int = 0, extra_jobs: int = 0,
+          extra_events: int = 0) -> SimServer:
     """Serve a scenario (or a snapshot, which takes precedence) on 127.0.0.1; returns the running server.
 
     A scenario also gets its fake DigitalOcean (API, token service, registry) over HTTPS, sharing the
@@ -65,7 +67,8 @@ def start(scenario: str | None = "healthy", snapshot: str | Path | None = None, 
     """
     if snapshot is not None:
         return start_server(build_store(None, snapshot, writable_snapshot=writable_snapshot), port)
-    cluster = build(scenario or "healthy", extra_pods=extra_pods, extra_nodes=extra_nodes, extra_jobs=extra_jobs)
+    cluster = build(scenario or "healthy", extra_pods=extra_pods, extra_nodes=extra_nodes, extra_jobs=extra_jobs,
+                    extra_events=extra_events)
     store, controllers = _scenario_store(cluster)
     started = []
     try:

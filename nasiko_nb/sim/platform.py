@@ -1412,6 +1412,28 @@ def add_extra_pods(cluster: Cluster, count: int) -> None:
         index += 1
 
 
+_EXTRA_EVENTS = (("Pulled", 'Container image "nginx:1.27" already present on machine', "Normal"),
+                 ("Created", "Created container: app", "Normal"), ("Started", "Started container app", "Normal"),
+                 ("Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503", "Warning"))
+
+
+def add_extra_events(cluster: Cluster, count: int) -> None:
+    """``count`` more events about the pods of nasiko-agents and nasiko (pulls, starts, a readiness warning),
+    spread over the last 50 minutes, for scale tests."""
+    pods = [o for o in cluster.objects if o["kind"] == "Pod"
+            and o["metadata"].get("namespace") in ("nasiko-agents", "nasiko")]
+    if count <= 0 or not pods:
+        return
+    sink = EventSink(cluster.now, expire=False)
+    for index in range(count):
+        pod = pods[index % len(pods)]
+        reason, message, type_ = _EXTRA_EVENTS[(index // len(pods)) % len(_EXTRA_EVENTS)]
+        sink.emit(pod, reason, message, type_=type_, first=cluster.now - timedelta(seconds=(index * 7) % 3000),
+                  host=pod["spec"].get("nodeName", ""), field_path="spec.containers{app}")
+        sink.events[-1]["metadata"]["name"] = f"{pod['metadata']['name']}.{index:08x}"   # unique at any count
+    cluster.add(*sink.events)
+
+
 # ---- failing builds, scheduling, node pressure ------------------------------------------------------
 
 def parse_iso(text: str) -> datetime:

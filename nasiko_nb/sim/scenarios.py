@@ -15,9 +15,10 @@ from nasiko_nb.sim.chat_scenarios import CHAT_BUILDERS, CHAT_SCENARIOS
 from nasiko_nb.sim.kubelet import Registry
 from nasiko_nb.sim.kubelet import docker_credentials
 from nasiko_nb.sim.platform import (DO_REGISTRY, ECR_HOST, ECR_PASSWORD, REFRESHER, REGISTRY_NAME, REGISTRY_REGION,
-                                    REGISTRY_USER, REVOKED_DO_TOKEN, Agent, Cluster, add_agent, add_extra_pods,
-                                    agent_deployment, baseline, build_job, build_job_template, dockerconfigjson,
-                                    refresh_endpoints, restart_deployment, run_build, run_ecr_refresher, start_job)
+                                    REGISTRY_USER, REVOKED_DO_TOKEN, Agent, Cluster, add_agent, add_extra_events,
+                                    add_extra_pods, agent_deployment, baseline, build_job, build_job_template,
+                                    dockerconfigjson, refresh_endpoints, restart_deployment, run_build,
+                                    run_ecr_refresher, start_job)
 from nasiko_nb.sim.service_registry import sync_cluster_registry
 
 BROKEN_AGENT = "weather-agent"
@@ -318,10 +319,11 @@ _BASELINE_OPTIONS: dict[str, dict] = {
 
 
 def build(name: str = "healthy", *, now: datetime | None = None, extra_pods: int = 0, extra_nodes: int = 0,
-          extra_jobs: int = 0) -> Cluster:
+          extra_jobs: int = 0, extra_events: int = 0) -> Cluster:
     """The cluster state of scenario ``name`` (objects, logs, registries), scaled for load tests by
     ``extra_nodes`` more nodes of the pool (there before the scenario breaks anything, so it sees them all),
-    then ``extra_pods`` healthy pods and ``extra_jobs`` failed build Jobs spread over every node."""
+    then ``extra_pods`` healthy pods and ``extra_jobs`` failed build Jobs spread over every node, and
+    ``extra_events`` events about the pods."""
     if name not in _BUILDERS:
         raise UnknownScenario(name)
     cluster = baseline(now, **_BASELINE_OPTIONS.get(name, {}), extra_nodes=extra_nodes)
@@ -331,5 +333,6 @@ def build(name: str = "healthy", *, now: datetime | None = None, extra_pods: int
     refresh_endpoints(cluster)
     add_extra_pods(cluster, extra_pods)
     add_extra_jobs(cluster, extra_jobs)
+    add_extra_events(cluster, extra_events)
     return cluster
 
