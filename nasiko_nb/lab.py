@@ -31,8 +31,9 @@ from nasiko_nb.records import RUNBOOKS_DIR
 DEFAULT_PORT = 8888
 READY_TIMEOUT_S = 120      # JupyterLab's first start on a busy machine (extension discovery) takes a while
 STOP_TIMEOUT_S = 30
-#: Nothing but 127.0.0.1: no announcements feed, no update check.
+#: Nothing but 127.0.0.1: no announcements feed, no update check, and no toast asking to turn them on.
 QUIET = ("--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")
+QUIET_SETTINGS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
 
 
 class LabFailed(RuntimeError):
@@ -127,17 +128,29 @@ def serve(variables: dict[str, str], workdir: Path, port: int | None, described:
 
 def start_jupyter(variables: dict[str, str], workdir: Path, token: str, port: int | None, log_file) -> subprocess.Popen:
     """JupyterLab in its own session (a terminal's Ctrl-C reaches this command, which stops it in order)."""
-    environment = {**os.environ, **variables, "JUPYTER_TOKEN": token, "JUPYTER_RUNTIME_DIR": str(workdir / "runtime")}
+    environment = {**os.environ, **variables, "JUPYTER_TOKEN": token, "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+                   "JUPYTER_CONFIG_PATH": os.pathsep.join(filter(None, (str(default_settings(workdir)),
+                                                                        os.environ.get("JUPYTER_CONFIG_PATH"))))}
     if "DIGITALOCEAN_TOKEN_FILE" in variables:
         environment.pop("DIGITALOCEAN_TOKEN", None)   # the demo's token file, not a token of the caller's
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
                f"--port={DEFAULT_PORT if port is None else port}",
                f"--ServerApp.port_retries={50 if port is None else 0}",
-               f"--ServerApp.root_dir={RUNBOOKS_DIR}", *QUIET]
+               f"--ServerApp.root_dir={RUNBOOKS_DIR}", *QUIET,
+               # checkpoints live with this session, not as .ipynb_checkpoints/ inside the repository's runbooks
+               f"--FileCheckpoints.checkpoint_dir={workdir / 'checkpoints'}"]
     if os.geteuid() == 0:   # containers and CI run as root; JupyterLab refuses that unless told
         command.append("--allow-root")
     return subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL, stdout=log_file,
                             stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def default_settings(workdir: Path) -> Path:
+    """A config folder whose lab defaults are :data:`QUIET_SETTINGS` (the user's own settings still win)."""
+    folder = workdir / "config"
+    (folder / "labconfig").mkdir(parents=True, exist_ok=True)
+    (folder / "labconfig" / "default_setting_overrides.json").write_text(json.dumps(QUIET_SETTINGS))
+    return folder
 
 
 def wait_until_ready(process: subprocess.Popen, runtime: Path, log: Path) -> str:

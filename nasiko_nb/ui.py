@@ -200,10 +200,10 @@ def confirm_box(run: Run, plan: fixes.Plan, verify: Callable[[], object] | None,
 
     Not ``ready`` (blocked, already applied, nothing to change): both stay disabled.
     """
-    field = widgets.Text(value="", placeholder=f"type {plan.target} to confirm"[:80], description="confirm",
-                         disabled=not ready)
+    field = widgets.Text(value="", placeholder=f"type {plan.target} to confirm", description="confirm",
+                         disabled=not ready, layout=widgets.Layout(width="36em"))
     button = widgets.Button(description=f"Apply to {plan.target}"[:60], button_style="danger", disabled=True,
-                            tooltip="applies exactly the plan shown above")
+                            tooltip="applies exactly the plan shown above", layout=widgets.Layout(width="auto"))
     out = widgets.Output()
 
     def on_type(change):

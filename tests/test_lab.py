@@ -2,11 +2,7 @@
 bad input is one line and exit 2 before anything starts."""
 import argparse
 import json
-import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +11,7 @@ from jupyter_client import BlockingKernelClient
 
 from nasiko_nb.cli import main
 from nasiko_nb.lab import cluster_environment, kernel_environment
+from tests.lab_process import interrupt, start_lab
 from tests.test_cli import kubeconfig_for
 
 SCENARIO = "image-pull-missing-secret"
@@ -27,24 +24,6 @@ print(json.dumps({"context": connect().context, "token_in_env": "DIGITALOCEAN_TO
                   "token_file_mode": oct(stat.S_IMODE(os.stat(token_file).st_mode)),
                   "kong": os.environ.get("NASIKO_KONG_ADMIN_URL", "")}))
 """
-
-
-def start_lab(*options: str) -> tuple[subprocess.Popen, dict[str, str]]:
-    """`nasiko-nb lab` as a user starts it; returns the process and its printed `key: value` lines."""
-    process = subprocess.Popen([sys.executable, "-m", "nasiko_nb.cli", "lab", *options], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    printed = {}
-    while "url" not in printed:
-        line = process.stdout.readline()
-        assert line, f"lab ended before printing its URL: {process.stderr.read()}"
-        key, _, value = line.partition(": ")
-        printed[key] = value.strip()
-    return process, printed
-
-
-def interrupt(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGINT)
-    return process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
