@@ -16,21 +16,28 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)")]
 
 PULL_SECRET = "agent-registry-credentials"
-ALL_PROMPTS_NUMBERED = """() => {
-    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent.trim());
-    return prompts.length > 0 && prompts.every(text => /^\\[\\d+\\]:$/.test(text));
-}"""
+PROMPTS = "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent.trim())"
+#: Run All has ended: nothing queued or running, and either every cell ran or one failed (the rest never will).
+RUN_ENDED = """() => {
+    const prompts = (%s)();
+    const numbered = prompts.filter(text => /^\\[\\d+\\]:$/.test(text)).length;
+    const failed = document.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]');
+    return !prompts.includes('[*]:') && numbered > 0 && (numbered === prompts.length || failed !== null);
+}""" % PROMPTS
 
 
 def open_and_run_all(page, lab, runbook: str) -> None:
-    """Open the runbook (a fresh workspace), wait for its kernel, then Run > Run All Cells and wait for the last."""
+    """Open the runbook (a fresh workspace), wait for its kernel, Run > Run All Cells, and check every cell ran
+    without an error."""
     page.goto(f"{lab.base}lab/tree/{runbook}.ipynb?reset&token={lab.token}")
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible()
     expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    page.wait_for_function(ALL_PROMPTS_NUMBERED, timeout=120_000)
-    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
+    page.wait_for_function(RUN_ENDED, timeout=120_000)
+    assert_no_cell_errored(page)
+    prompts = page.evaluate(PROMPTS)
+    assert all(re.fullmatch(r"\[\d+\]:", prompt) for prompt in prompts), prompts
 
 
 def assert_no_cell_errored(page) -> None:
@@ -52,7 +59,6 @@ def output_containing(page, text: str):
 
 def test_00_triage_findings_table_filters_by_severity(page, lab):
     open_and_run_all(page, lab, "00-triage")
-    assert_no_cell_errored(page)
     findings = page.locator(".jp-OutputArea-output table", has_text="image-pull/missing-pull-secret").first
     expect(findings).to_be_visible()
     severity = dropdown(page, "severity")
@@ -67,7 +73,6 @@ def test_00_triage_findings_table_filters_by_severity(page, lab):
 
 def test_10_cluster_health_pod_picker_describes_the_pod_picked(page, lab):
     open_and_run_all(page, lab, "10-cluster-health")
-    assert_no_cell_errored(page)
     expect(page.locator(".jp-OutputArea-output table", has_text="image-pull/missing-pull-secret").first).to_be_visible()
     pods = dropdown(page, "pod")
     expect(pods).to_have_count(1)
@@ -81,7 +86,6 @@ def test_10_cluster_health_pod_picker_describes_the_pod_picked(page, lab):
 
 def test_05_image_pull_backoff_fixed_with_a_typed_confirmation(page, lab):
     open_and_run_all(page, lab, "05-image-pull-backoff")
-    assert_no_cell_errored(page)
     expect(page.locator(".jp-OutputArea-output table", has_text="image-pull/missing-pull-secret").first).to_be_visible()
     expect(dropdown(page, "pod")).to_have_count(1)
     expect(output_containing(page, "dry run: nothing changed")).to_have_count(1)
