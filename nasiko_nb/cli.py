@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from nasiko_nb import archive, fleet, notify, records, schedule
+from nasiko_nb import archive, fleet, lab, notify, records, schedule
 from nasiko_nb.cluster import DEFAULT_TIMEOUT_S, TIMEOUT_VARIABLE, ClusterError, connect
 from nasiko_nb.records import RecordError
 
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_incidents(sub)
     schedule.register(sub)
+    lab.register(sub)
     return parser
 
 

@@ -1,8 +1,21 @@
 """Widgets for stepping through a runbook, each with a headless equivalent driven by parameters.
 
 Headless (papermill) runs decide with the ``dry_run`` / ``confirm`` parameters; interactively the
-same plan gets a confirm button that applies exactly that plan. Both paths go through
-``fixes.apply_plan``, so the journal and the record are the same either way.
+same plan gets a confirmation field and an Apply button that apply exactly that plan. Both paths go
+through ``fixes.apply_plan``, so the journal and the record are the same either way.
+
+Every widget action and what stands for it in a headless run:
+
+=====================================  ==========================================================
+widget                                 headless equivalent
+=====================================  ==========================================================
+:func:`filterable` dropdown            none needed: the whole table is shown
+:func:`picker` (agent, job, ...)       the runbook parameter that chose what is shown first
+:func:`describe_picker` (pod)          the ``pod`` parameter
+:func:`fix_panel` confirm field        ``confirm`` = the target's name
+:func:`fix_panel` Apply button         ``dry_run = False``
+:class:`ProgressBar`                   the counter line kept as markdown
+=====================================  ==========================================================
 """
 from __future__ import annotations
 
@@ -37,17 +50,8 @@ def filterable(frame: pd.DataFrame, column: str, empty: str = "nothing found") -
     if frame is None or frame.empty or column not in frame:
         return
     choices = [ALL, *sorted({str(v) for v in frame[column]})]
-    picker = widgets.Dropdown(options=choices, value=ALL, description=column)
-    out = widgets.Output()
-
-    def refresh(change=None):
-        out.clear_output()
-        with out:
-            value = picker.value
-            display(frame if value == ALL else frame[frame[column].astype(str) == value])
-
-    picker.observe(refresh, names="value")
-    display(widgets.VBox([picker, out]))
+    display(choice(column, choices, ALL,
+                   lambda value: display(frame if value == ALL else frame[frame[column].astype(str) == value])))
 
 
 def picker(label: str, options: list[str], chosen: str, show: Callable[[str], None]) -> None:
@@ -56,17 +60,9 @@ def picker(label: str, options: list[str], chosen: str, show: Callable[[str], No
     if not options:
         display(Markdown(f"_no {label} found_"))
         return
-    dropdown = widgets.Dropdown(options=options, value=chosen if chosen in options else options[0], description=label)
-    out = widgets.Output()
-
-    def refresh(change=None):
-        out.clear_output()
-        with out:
-            show(dropdown.value)
-
-    dropdown.observe(refresh, names="value")
-    show(dropdown.value)
-    display(widgets.VBox([dropdown, out]))
+    value = chosen if chosen in options else options[0]
+    show(value)
+    display(choice(label, options, value, show))
 
 
 def describe_picker(snap, chosen: str, describe: Callable[..., str]) -> None:
@@ -76,17 +72,22 @@ def describe_picker(snap, chosen: str, describe: Callable[..., str]) -> None:
     if chosen not in pods:
         display(Markdown(f"_pod {chosen!r} is not in the snapshot_" if chosen else "_no pods_"))
         return
-    picker = widgets.Dropdown(options=pods, value=chosen, description="pod")
+    picker("pod", pods, chosen, lambda pod: print(describe(snap, *pod.split("/", 1))))
+
+
+def choice(label: str, options: list[str], value: str, show: Callable[[str], None]) -> widgets.VBox:
+    """A dropdown and the output below it where ``show`` draws each value picked (not the first: the caller
+    shows that outside the widget, so executed notebooks and HTML records keep it)."""
+    dropdown = widgets.Dropdown(options=options, value=value, description=label)
     out = widgets.Output()
 
-    def show(change=None):
+    def refresh(change=None):
         out.clear_output()
         with out:
-            print(describe(snap, *picker.value.split("/", 1)))
+            show(dropdown.value)
 
-    picker.observe(show, names="value")
-    print(describe(snap, *chosen.split("/", 1)))
-    display(widgets.VBox([picker, out]))
+    dropdown.observe(refresh, names="value")
+    return widgets.VBox([dropdown, out])
 
 
 class ProgressBar:
@@ -164,7 +165,7 @@ def chain_step(run: Run, plans: list[fixes.Plan], *, dry_run: bool, confirm: str
 
 def fix_panel(run: Run, plan: fixes.Plan, *, dry_run: bool, confirm: str,
               verify: Callable[[], object] | None = None) -> fixes.Outcome:
-    """Show the plan, apply it if the parameters say so, and offer a confirm button for interactive use.
+    """Show the plan, apply it if the parameters say so, and offer :func:`confirm_box` for interactive use.
 
     The run's record is refreshed after every attempt, applied or refused, so it lists each change made.
     Without ``verify``, the plan's own check (``plan.verify``) runs after it is applied.
@@ -172,10 +173,7 @@ def fix_panel(run: Run, plan: fixes.Plan, *, dry_run: bool, confirm: str,
     if verify is None and plan.verify is not None:
         def verify():
             return plan.verify(run.cluster)
-    display(Markdown(f"**Fix `{plan.fix}` on `{plan.target}`**" + "".join(f"\n- {n}" for n in plan.notes)))
-    table(plan.to_frame(), "no change needed")
-    if plan.blocked:
-        display(Markdown(f"**Blocked:** {plan.blocked}"))
+    show_plan(plan)
     try:
         outcome = fixes.apply_plan(run.cluster, plan, dry_run=dry_run, confirm=confirm,
                                    progress=ProgressBar(plan.fix))
@@ -184,23 +182,53 @@ def fix_panel(run: Run, plan: fixes.Plan, *, dry_run: bool, confirm: str,
     display(Markdown(f"_{outcome.message}_"))
     if outcome.applied and verify is not None:
         display(verify())
+    display(confirm_box(run, plan, verify, ready=not (plan.blocked or outcome.applied or not plan.changes)))
+    return outcome
+
+
+def show_plan(plan: fixes.Plan) -> None:
+    """The fix, its target and notes, the exact changes (redacted) and why it cannot be applied, if so."""
+    display(Markdown(f"**Fix `{plan.fix}` on `{plan.target}`**" + "".join(f"\n- {n}" for n in plan.notes)))
+    table(plan.to_frame(), "no change needed")
+    if plan.blocked:
+        display(Markdown(f"**Blocked:** {plan.blocked}"))
+
+
+def confirm_box(run: Run, plan: fixes.Plan, verify: Callable[[], object] | None, *, ready: bool) -> widgets.VBox:
+    """A confirm field, an Apply button enabled only while the field holds the target's name, and the output
+    where apply and verify answer in place: typing is the ``confirm`` parameter, clicking is ``dry_run=False``.
+
+    Not ``ready`` (blocked, already applied, nothing to change): both stay disabled.
+    """
+    field = widgets.Text(value="", placeholder=f"type {plan.target} to confirm", description="confirm",
+                         disabled=not ready, layout=widgets.Layout(width="36em"))
+    button = widgets.Button(description=f"Apply to {plan.target}"[:60], button_style="danger", disabled=True,
+                            tooltip="applies exactly the plan shown above", layout=widgets.Layout(width="auto"))
     out = widgets.Output()
-    button = widgets.Button(description=f"Apply to {plan.target}"[:60], button_style="danger",
-                            disabled=bool(plan.blocked) or outcome.applied or not plan.changes,
-                            tooltip="applies exactly the plan shown above")
+
+    def on_type(change):
+        button.disabled = change["new"] != plan.target
 
     def on_click(_):
-        button.disabled = True
+        button.disabled = field.disabled = True
         with out:
-            try:
-                result = fixes.apply_plan(run.cluster, plan, dry_run=False, confirm=plan.target,
-                                          progress=ProgressBar(plan.fix))
-            finally:
-                run.publish()
-            display(Markdown(f"_{result.message}_"))
-            if verify is not None:
-                display(verify())
+            apply_in_place(run, plan, field.value, verify)
 
+    field.observe(on_type, names="value")
     button.on_click(on_click)
-    display(widgets.VBox([button, out]))
-    return outcome
+    return widgets.VBox([widgets.HBox([field, button]), out])
+
+
+def apply_in_place(run: Run, plan: fixes.Plan, confirm: str, verify: Callable[[], object] | None) -> None:
+    """Apply the plan as a headless run with ``dry_run=False`` and this ``confirm`` would, then verify; a refusal
+    is one line (a widget callback's traceback would land in the log console, out of sight)."""
+    try:
+        result = fixes.apply_plan(run.cluster, plan, dry_run=False, confirm=confirm, progress=ProgressBar(plan.fix))
+    except (fixes.FixFailed, fixes.ConfirmationError) as exc:
+        display(Markdown(f"**Not applied:** {exc}"))
+        return
+    finally:
+        run.publish()
+    display(Markdown(f"_{result.message}_"))
+    if verify is not None:
+        display(verify())
