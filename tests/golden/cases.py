@@ -6,13 +6,16 @@ Every golden gets a fresh emulator: the two that apply a fix (09, 12) change it.
 
 The emulator draws uids at random and derives a pod's name from them, and a pod's node, its
 containers' usage and an image's size from a hash of a name that, for agents, carries the scenario's
-build time. A golden would then show other pods per node and other usage on every run, so while a
-golden's emulator runs, its uids come from a seeded generator and those hashes see names without the
-build time (``deterministic``). What still varies (times, the build time in names, random name
-suffixes, token fingerprints, ports) is masked by ``sanitize.cfg``.
+build time; moto stamps each image the scenario pushes with the current second. A golden would then
+show other pods per node, other usage and (when a second boundary falls between two pushes) another
+order of ECR's newest-first tags on every run. So while a golden's emulator runs (``deterministic``),
+its uids come from a seeded generator, those hashes see names without the build time and moto's push
+clock stands still. What still varies (times, the build time in names, random name suffixes, token
+fingerprints, ports) is masked by ``sanitize.cfg``.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -20,16 +23,19 @@ import shutil
 import tempfile
 import uuid
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
+
+from moto.ecr import models as moto_ecr
 
 from nasiko_nb import sim
 from nasiko_nb.sim import aws, controllers, digitalocean, kong, kubelet, metrics, platform, store
 from tests.paths import REPO
 
 GOLDEN_DIR = REPO / "tests" / "golden"
-RUNBOOKS_DIR = REPO / "runbooks"
+SANITIZE = GOLDEN_DIR / "sanitize.cfg"
 CHECK_TAG = "nbval-check-output"   # nbval compares a tagged cell's outputs, also under --nbval-lax
 #: variables a developer's shell or another emulator may have set; the kernel gets only the golden's own
 _CLUSTER_VARIABLES = ("NASIKO_", "DIGITALOCEAN_", "AWS_", "KUBECONFIG")
@@ -66,6 +72,21 @@ CASES = {
 
 def golden_path(runbook: str) -> Path:
     return GOLDEN_DIR / f"{runbook}.ipynb"
+
+
+def comparable(value):
+    """An output value as nbval's sanitizing sees it: text as is, JSON (the run record) as sorted JSON text."""
+    return json.dumps(value, indent=1, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+def masked(value, patterns: list[tuple[str, str]]):
+    """``value`` with the sanitize patterns applied as nbval applies them; JSON stays JSON."""
+    text = comparable(value)
+    if not isinstance(text, str):
+        return value
+    for regex, replace in patterns:
+        text = re.sub(regex, replace, text)
+    return json.loads(text) if isinstance(value, (dict, list)) else text
 
 
 class _SeededUuid:
@@ -107,7 +128,17 @@ def deterministic(seed: int = 0):
         for module in (platform, aws):
             patch(mock.patch.object(module, "image_size", _timeless(platform.image_size)))
         patch(mock.patch.object(metrics, "_share", _timeless(metrics._share)))
+        patch(mock.patch.object(moto_ecr, "datetime", _stopped_clock(datetime.now(timezone.utc))))
         yield
+
+
+def _stopped_clock(instant: datetime) -> type[datetime]:
+    """``datetime`` whose ``now`` is always ``instant``."""
+    class Stopped(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return instant.astimezone(tz) if tz else instant.replace(tzinfo=None)
+    return Stopped
 
 
 class Served:

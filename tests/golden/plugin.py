@@ -7,13 +7,10 @@ loads them with ``-p tests.golden.plugin``.
 """
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tests.golden.cases import GOLDEN_DIR, Served
+from tests.golden.cases import SANITIZE, Served, comparable
 
-SANITIZE = GOLDEN_DIR / "sanitize.cfg"
 _served: dict[str, Served] = {}
 
 
@@ -40,8 +37,7 @@ def pytest_runtest_call(item):
     """nbval sanitizes text only; the run record (JSON) is compared as sorted JSON text, sanitized the same way."""
     if _notebook_cell(item):
         text_only = item.sanitize
-        item.sanitize = lambda value: text_only(json.dumps(value, indent=1, sort_keys=True)
-                                                if isinstance(value, (dict, list)) else value)
+        item.sanitize = lambda value: text_only(comparable(value))
 
 
 def pytest_runtest_teardown(item, nextitem):

@@ -8,7 +8,9 @@ a detector, a scenario), read ``git diff tests/golden`` as the review of that ch
 The scenario and parameters of each golden are in ``tests/golden/cases.py``.
 
 The outputs are kept as nbval will see them when it re-executes the notebook: as first displayed, with
-display updates and clear_output not applied (nbval ignores both), so the comparison is exact.
+display updates and clear_output not applied (nbval ignores both), and masked with ``sanitize.cfg``
+(what differs from run to run: times, random names, ports...), so a regeneration's diff is only what the
+runbook now shows.
 """
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ import time
 
 import nbformat
 from nbclient import NotebookClient
+from nbval.plugin import get_sanitize_patterns
 from papermill.translators import translate_parameters
 
 from nasiko_nb.records import resolve
-from tests.golden.cases import CASES, CHECK_TAG, GOLDEN_DIR, RUNBOOKS_DIR, Served, golden_path
+from tests.golden.cases import CASES, CHECK_TAG, GOLDEN_DIR, SANITIZE, Served, golden_path, masked
 
 CELL_TIMEOUT_S = 300
 
@@ -38,7 +41,7 @@ class _AsNbvalSees(NotebookClient):
 def golden_notebook(runbook: str, served: Served):
     """The runbook with its case's parameters injected, every code cell tagged for comparison, executed."""
     case = CASES[runbook]
-    nb = nbformat.read(RUNBOOKS_DIR / f"{runbook}.ipynb", as_version=4)
+    nb = nbformat.read(resolve(runbook).path, as_version=4)
     if case.parameters:   # as papermill injects them, with a fixed cell id so regenerations stay diff-free
         injected = nbformat.v4.new_code_cell(translate_parameters("python3", "python", case.parameters, "Parameters"),
                                              id="injected-parameters", metadata={"tags": ["injected-parameters"]})
@@ -52,7 +55,20 @@ def golden_notebook(runbook: str, served: Served):
                 tags.append(CHECK_TAG)
     client = _AsNbvalSees(nb, kernel_name="python3", timeout=CELL_TIMEOUT_S, store_widget_state=False,
                           record_timing=False, resources={"metadata": {"path": str(GOLDEN_DIR)}})
-    return client.execute(env=served.environment)
+    return _masked(client.execute(env=served.environment))
+
+
+def _masked(nb):
+    """Every output text with what differs from run to run masked (images are not compared; kept as drawn)."""
+    patterns = get_sanitize_patterns(SANITIZE.read_text())
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = masked(output["text"], patterns)
+            for mime, value in output.get("data", {}).items():
+                if not mime.startswith("image/"):
+                    output["data"][mime] = masked(value, patterns)
+    return nb
 
 
 def regenerate(runbook: str) -> None:
