@@ -244,7 +244,7 @@ _REPORT_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block extra_css -%}
 <style type="text/css">
-.nasiko-summary { padding: 1em 2em 0 2em; font-family: var(--jp-content-font-family, sans-serif); }
+.nasiko-summary { padding: 0.5em 0 0 0.3em; font-family: var(--jp-content-font-family, sans-serif); }
 .nasiko-summary table { border-collapse: collapse; margin-bottom: 1em; }
 .nasiko-summary th, .nasiko-summary td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left;
   vertical-align: top; }

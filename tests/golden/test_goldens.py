@@ -6,9 +6,10 @@ import sys
 
 import nbformat
 import pytest
+from nbval.plugin import get_sanitize_patterns
 
 from nasiko_nb import records
-from tests.golden.cases import CASES, CHECK_TAG, GOLDEN_DIR, golden_path
+from tests.golden.cases import CASES, CHECK_TAG, GOLDEN_DIR, SANITIZE, golden_path, masked
 from tests.paths import REPO
 from tests.secrets_check import leaked_in
 
@@ -43,6 +44,17 @@ def test_golden_is_the_runbook_as_committed_every_cell_compared(info):
     injected = [c for c in golden.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == (1 if case.parameters else 0)
     assert leaked_in(golden_path(info.id).read_text()) == []
+
+
+@pytest.mark.parametrize("info", RUNBOOKS, ids=lambda info: info.id)
+def test_golden_is_stored_masked(info):
+    """Masking a stored golden changes nothing: it was masked when made, and no rule touches a placeholder."""
+    patterns = get_sanitize_patterns(SANITIZE.read_text())
+    for cell in nbformat.read(golden_path(info.id), as_version=4).cells:
+        for output in cell.get("outputs", []):
+            texts = [output["text"]] if "text" in output else []
+            texts += [value for mime, value in output.get("data", {}).items() if not mime.startswith("image/")]
+            assert all(masked(text, patterns) == text for text in texts), cell.source
 
 
 def altered(golden: nbformat.NotebookNode, old: str, new: str) -> nbformat.NotebookNode:
