@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 _PANELS = (("cpu", "cpu_allocatable", "cpu_requested", "cpu_used", "cores"),
            ("memory", "memory_allocatable_gib", "memory_requested_gib", "memory_used_gib", "GiB"))
+ALT_NODES = 5   # nodes described in a chart's alt text; the rest are counted
 
 
 def capacity_chart(frame: pd.DataFrame) -> Image | None:
@@ -43,7 +44,25 @@ def capacity_chart(frame: pd.DataFrame) -> Image | None:
     figure.suptitle("Requested vs allocatable per node (orange: 75% or more requested, red: 90% or more)")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    return Image(buffer.getvalue(), format="png", alt="Requested and allocatable cpu and memory per node")
+    return Image(buffer.getvalue(), format="png", alt=capacity_alt(frame))
+
+
+def capacity_alt(frame: pd.DataFrame) -> str:
+    """What the capacity chart shows, in words (screen readers, the HTML record): the nodes with the highest
+    share of cpu requested, each with its cpu and memory requested (and used) against allocatable."""
+    nodes = frame.sort_values("cpu_requested_pct", ascending=False, na_position="last").to_dict("records")
+    described = "; ".join(f"{row['node']}: " + ", ".join(_described(row, *panel) for panel in _PANELS)
+                          for row in nodes[:ALT_NODES])
+    rest = len(nodes) - ALT_NODES
+    more = f"; {rest} more node(s), none with a higher share of cpu requested" if rest > 0 else ""
+    return (f"Bar chart of cpu and memory requested against allocatable on {len(nodes)} node(s), highest share "
+            f"of cpu requested first. {described}{more}.")
+
+
+def _described(row: dict, resource: str, allocatable: str, requested: str, used: str, unit: str) -> str:
+    used_part = "" if pd.isna(row[used]) else f", {row[used]:.2f} used"
+    return (f"{resource} {row[requested]:.2f} of {row[allocatable]:.2f} {unit} requested "
+            f"({row[f'{resource}_requested_pct']:.0f}%){used_part}")
 
 
 def _colours(shares: pd.Series) -> list[str]:

@@ -7,6 +7,8 @@ the findings JSON. Everything is scrubbed of secret material before it is writte
 """
 from __future__ import annotations
 
+import copy
+import html
 import json
 import os
 import re
@@ -19,6 +21,7 @@ from pathlib import Path
 import nbformat
 
 from nasiko_nb.archive import SUFFIXES, Archive, ArchiveError, open_archive
+from nasiko_nb.findings import COLOURS, Report
 from nasiko_nb.redact import scrub, scrub_obj
 from nasiko_nb.runbook import RECORD_MIME, SECRET_PARAMETER_WORDS
 
@@ -48,8 +51,7 @@ def runbooks(directory: Path = RUNBOOKS_DIR) -> list[RunbookInfo]:
 
 def describe(path: Path) -> RunbookInfo:
     nb = nbformat.read(path, as_version=4)
-    title = next((line.lstrip("# ").strip() for cell in nb.cells if cell.cell_type == "markdown"
-                  for line in cell.source.splitlines() if line.startswith("# ")), path.stem)
+    title = notebook_title(nb, path.stem)
     parameters = {}
     for cell in nb.cells:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
@@ -58,6 +60,12 @@ def describe(path: Path) -> RunbookInfo:
             parameters = {k: v for k, v in namespace.items() if not k.startswith("_")}
     side_effects = nb.metadata.get("nasiko", {}).get("side_effects", "read-only")
     return RunbookInfo(path.stem, path, title, side_effects, parameters)
+
+
+def notebook_title(nb, default: str) -> str:
+    """The notebook's first level-1 markdown heading."""
+    return next((line.lstrip("# ").strip() for cell in nb.cells if cell.cell_type == "markdown"
+                 for line in cell.source.splitlines() if line.startswith("# ")), default)
 
 
 def resolve(name: str, directory: Path = RUNBOOKS_DIR) -> RunbookInfo:
@@ -212,9 +220,129 @@ def _scrub_notebook(nb) -> None:
 
 
 def render_html(nb) -> str:
-    """The report view: markdown and outputs, code hidden, for people who do not use Jupyter."""
+    """The report view, for people who do not use Jupyter: a title (runbook, cluster, when, outcome), the
+    parameters, the findings worst first, the changes applied, then the notebook's steps (markdown and outputs,
+    code hidden). Self-contained (nothing is fetched from elsewhere to show it); charts keep their alt text."""
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nb)
+    record = scrub_obj(dict(nb.metadata.get("nasiko", {})))
+    title = notebook_title(nb, record.get("runbook", "runbook"))
+    exporter = HTMLExporter(extra_loaders=[DictLoader({"nasiko-record.html.j2": _REPORT_TEMPLATE})],
+                            template_file="nasiko-record.html.j2", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    resources = {"metadata": {"name": f"{title} · {_context(record)} · {record.get('outcome', 'unknown')}"},
+                 "nasiko_summary": _summary_html(record, title)}
+    body, _ = exporter.from_notebook_node(_steps(nb), resources=resources)
     return body
+
+
+# The lab template without its scripts (require.js, MathJax, mermaid and widgets come from a CDN), with the
+# summary above the steps and each image's alt text.
+_REPORT_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block extra_css -%}
+<style type="text/css">
+.nasiko-summary { padding: 0.5em 0 0 0.3em; font-family: var(--jp-content-font-family, sans-serif); }
+.nasiko-summary table { border-collapse: collapse; margin-bottom: 1em; }
+.nasiko-summary th, .nasiko-summary td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left;
+  vertical-align: top; }
+.nasiko-summary th { background: #f3f3f3; }
+.nasiko-severity { color: #fff; font-weight: bold; }
+.nasiko-error { color: #d62728; font-weight: bold; }
+</style>
+{%- endblock extra_css -%}
+{%- block body_header -%}
+{{ super() }}
+{{ resources.nasiko_summary }}
+{%- endblock body_header -%}
+{% block data_png scoped %}
+<div class="jp-RenderedImage jp-OutputArea-output">
+<img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}" alt="{{ ((output | get_metadata('alt', 'image/png')) or 'a chart without a description') | escape_html }}">
+</div>
+{% endblock data_png %}
+"""
+
+
+def _steps(nb):
+    """The notebook without what only Jupyter renders (widgets) or the summary already shows (the run record)."""
+    steps = copy.deepcopy(nb)
+    hidden = (RECORD_MIME, "application/vnd.jupyter.widget-view+json")
+    for cell in steps.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not any(mime in o.get("data", {}) for mime in hidden)]
+    steps.metadata.pop("widgets", None)
+    return steps
+
+
+def _summary_html(record: dict, title: str) -> str:
+    """Title, facts of the run, parameters, findings and changes: what a reader of the record needs first."""
+    e = html.escape
+    outcome = record.get("outcome", "unknown")
+    facts = [("Runbook", e(record.get("runbook", ""))), ("Cluster context", e(_context(record))),
+             ("Started", e(_when(record.get("started", "")))),
+             ("Took", e(f"{record['duration_s']} s" if "duration_s" in record else "unknown")),
+             ("API calls", e(str(record.get("api_calls", "unknown")))),
+             ("Outcome", _badge(outcome, _OUTCOME_COLOURS.get(outcome, "#777777")))]
+    parts = [f'<header class="nasiko-summary" id="summary"><h1>{e(title)} · {e(_context(record))}</h1>',
+             "<table><tbody>" + "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in facts)
+             + "</tbody></table>"]
+    if record.get("error"):
+        parts.append(f'<p class="nasiko-error">The run stopped: {e(record["error"])}</p>')
+    parameters = record.get("parameters") or {}
+    parts.append('<section id="parameters"><h2>Parameters</h2>' + (_table(
+        ["name", "value"], [[e(name), e(_parameter(value))] for name, value in parameters.items()])
+        if parameters else "<p>none</p>") + "</section>")
+    findings = Report.from_record(record).findings
+    parts.append(f'<section id="findings"><h2>Findings ({len(findings)})</h2>' + (_table(
+        ["severity", "code", "resource", "message", "next step"],
+        [[_badge(f.severity, COLOURS[f.severity]), e(f.code), e(f.resource), e(f.message), e(f.next)]
+         for f in findings])
+        if findings else "<p>No findings: nothing needs attention.</p>") + "</section>")
+    changes = record.get("changes") or []
+    parts.append(f'<section id="changes"><h2>Changes applied ({len(changes)})</h2>' + (_table(
+        ["when", "fix", "request", "resource", "change"],
+        [[e(_when(c.get("at", ""))), e(c.get("fix", "") + (" (diagnostic)" if c.get("diagnostic") else "")),
+          e(c.get("verb", "")), e(c.get("resource", "")), e(c.get("change", "")) + _body(c.get("body", ""))]
+         for c in changes]) if changes else "<p>None: the cluster was not changed.</p>") + "</section>")
+    parts.append('</header>\n<h2 class="nasiko-summary" id="steps">Steps</h2>')
+    return "\n".join(parts)
+
+
+def _context(record: dict) -> str:
+    return record.get("context") or "the current context"
+
+
+_OUTCOME_COLOURS = {**COLOURS, "changed": COLOURS["info"], "error": COLOURS["critical"]}
+
+
+def _badge(text: str, colour: str) -> str:
+    return f'<span class="nasiko-severity" style="background:{colour};padding:0 0.4em">{html.escape(text)}</span>'
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table of cells that are already escaped."""
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _parameter(value) -> str:
+    if isinstance(value, str):
+        return value or "(empty)"
+    return json.dumps(value)
+
+
+def _body(body: str) -> str:
+    return f"<details><summary>request body</summary><pre>{html.escape(body)}</pre></details>" if body else ""
+
+
+def _when(timestamp: str) -> str:
+    """An ISO timestamp as a reader writes it (UTC), or as given when it is not one."""
+    try:
+        return f"{datetime.fromisoformat(timestamp).astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+    except (TypeError, ValueError):
+        return timestamp or "unknown"
