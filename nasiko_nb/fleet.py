@@ -31,8 +31,12 @@ class ClusterRun:
 
     context: str
     result: records.RunResult | None = None
-    error: str = ""
+    not_stored: str = ""      # why there is no record (the archive refused it, or the run could not start)
     seconds: float = 0.0
+
+    @property
+    def error(self) -> str:
+        return self.result.error if self.result else self.not_stored
 
     @property
     def record(self) -> dict:
@@ -98,9 +102,9 @@ def run_fleet(info: records.RunbookInfo, contexts: list[str], archive: Archive, 
         started = time.monotonic()
         try:
             result = records.execute(info, archive, parameters, kubeconfig=kubeconfig, context=context, label=context)
-        except (RecordError, ValueError, OSError) as exc:
-            return ClusterRun(context, error=str(exc), seconds=time.monotonic() - started)
-        return ClusterRun(context, result, result.error, time.monotonic() - started)
+        except (ValueError, OSError) as exc:   # RecordError and ArchiveError are ValueErrors
+            return ClusterRun(context, not_stored=str(exc), seconds=time.monotonic() - started)
+        return ClusterRun(context, result, seconds=time.monotonic() - started)
 
     finished: dict[str, ClusterRun] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(contexts)))) as pool:
